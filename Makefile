@@ -1,0 +1,53 @@
+# One entry point for people, developers and CI.
+#   make demo    set up, then hide the faces in the bundled example photo
+#   make test    set up, build the page, run every test (Rust, Python, browser)
+#   make bench   side-by-side benchmarks (needs benches/requirements-bench.txt)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-rust test-python web web-deps wasm bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The Python package with its Rust core, built in release mode and installed
+# into .venv in editable mode.
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/maturin develop --release --quiet
+
+demo: install
+	mkdir -p out
+	$(BIN)/veil blur tests/fixtures/two_faces.jpg -o out/two_faces.veiled.jpg --json
+	@echo "Wrote out/two_faces.veiled.jpg"
+
+web-deps: $(BIN)/python
+	bash scripts/install_web_deps.sh
+
+# The browser page: npm packages, the WebAssembly core, the model, into web/dist.
+web: web-deps
+	bash scripts/build_web.sh
+
+wasm: web
+
+test-rust:
+	cargo test -p veil-core --release
+
+test-python: install
+	$(BIN)/python -m pytest
+
+test: install web test-rust
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m pip install --quiet -r benches/requirements-bench.txt
+	$(BIN)/python benches/bench_kernels.py
+
+lint:
+	cargo clippy -p veil-core -p veil-py -- -D warnings
+
+clean:
+	rm -rf target web/dist out

@@ -1,0 +1,119 @@
+"""Side-by-side speed of veil's kernels and what a Python user would otherwise call.
+
+On a 12-megapixel RGB and RGBA photo (the bundled fixture, upscaled), in one
+run: veil's Gaussian blur at sigma 3, 10, 33 and 100, box blur and pixelate,
+with 1 and 2 threads, against OpenCV (GaussianBlur, stackBlur, blur), Pillow
+(GaussianBlur, BoxBlur) and a plain copy of the same buffer. Prints a
+Markdown table of median times and ratios (peer time / veil time: above 1
+means veil is faster).
+
+    python benches/bench_kernels.py [--repeat 7] [--megapixels 12]
+
+The machines are shared and noisy: compare ratios from the same run, not
+absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+import veil
+
+try:
+    import cv2
+except ImportError:  # the bench needs it; say how to get it
+    sys.exit("bench_kernels needs OpenCV: pip install opencv-python-headless")
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "two_faces.jpg"
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up: page faults, thread pools, lazy init
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def stack_blur_ksize(sigma: float) -> int:
+    """Stack blur of radius r has variance r(r+2)/6; pick the odd size matching sigma."""
+    r = max(1, round(-1 + math.sqrt(1 + 6 * sigma * sigma)))
+    return 2 * r + 1
+
+
+def make_image(megapixels: float, channels: int) -> np.ndarray:
+    w = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
+    h = int(round(w * 3 / 4))
+    rgb = Image.open(FIXTURE).convert("RGB").resize((w, h), Image.BICUBIC)
+    arr = np.asarray(rgb)
+    if channels == 4:
+        arr = np.dstack([arr, np.full(arr.shape[:2], 255, np.uint8)])
+    return np.ascontiguousarray(arr)
+
+
+def bench(img: np.ndarray, repeat: int) -> list[tuple[str, str, float, dict[str, float]]]:
+    """Rows of (operation, threads, veil ms, {peer: ms})."""
+    mode = "RGBA" if img.shape[2] == 4 else "RGB"
+    pil = Image.fromarray(img, mode)
+    out = np.empty_like(img)
+    rows = []
+    copy_ms = median_ms(lambda: np.copyto(out, img), repeat)
+    for threads in (1, 2):
+        cv2.setNumThreads(threads)
+        for sigma in (3, 10, 33, 100):
+            k = stack_blur_ksize(sigma)
+            peers = {
+                "cv2.stackBlur": median_ms(lambda: cv2.stackBlur(img, (k, k)), repeat),
+                "PIL.GaussianBlur": median_ms(lambda: pil.filter(ImageFilter.GaussianBlur(sigma)), max(1, repeat // 3)),
+            }
+            # OpenCV's exact Gaussian grows with sigma; at 100 one run takes many seconds.
+            if sigma <= 33:
+                peers["cv2.GaussianBlur"] = median_ms(
+                    lambda: cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE), max(1, repeat // 3))
+            veil_ms = median_ms(lambda: veil.gaussian_blur(img, sigma, threads=threads), repeat)
+            rows.append((f"gaussian sigma={sigma}", str(threads), veil_ms, peers))
+        r = 10
+        peers = {
+            "cv2.blur": median_ms(lambda: cv2.blur(img, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REPLICATE), repeat),
+            "PIL.BoxBlur": median_ms(lambda: pil.filter(ImageFilter.BoxBlur(r)), repeat),
+        }
+        rows.append((f"box radius={r}", str(threads), median_ms(lambda: veil.box_blur(img, r, threads=threads), repeat), peers))
+        peers = {"copy": copy_ms}
+        rows.append(("pixelate block=16", str(threads), median_ms(lambda: veil.pixelate(img, 16, threads=threads), repeat), peers))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (median is shown)")
+    parser.add_argument("--megapixels", type=float, default=12.0)
+    args = parser.parse_args(argv)
+    print(f"# veil kernels vs peers: {args.megapixels:g} MP, median of {args.repeat} runs")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"OpenCV {cv2.__version__}, Pillow {Image.__version__}, numpy {np.__version__}, veil {veil.__version__}")
+    for channels in (3, 4):
+        img = make_image(args.megapixels, channels)
+        print(f"\n## {img.shape[1]}x{img.shape[0]} {'RGBA' if channels == 4 else 'RGB'}\n")
+        print("| operation | threads | veil ms | peer | peer ms | peer / veil |")
+        print("|---|---|---|---|---|---|")
+        for op, threads, veil_ms, peers in bench(img, args.repeat):
+            for i, (peer, ms) in enumerate(peers.items()):
+                lead = f"| {op} | {threads} | {veil_ms:.1f} " if i == 0 else "| | | "
+                print(f"{lead}| {peer} | {ms:.1f} | {ms / veil_ms:.2f}x |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,651 @@
+//! Gaussian and box blur on whole images.
+//!
+//! Both use the "nearest" border rule: pixels beyond the edge repeat the
+//! edge pixel (scipy's `mode="nearest"`, OpenCV's `BORDER_REPLICATE`).
+//!
+//! **Gaussian.** A sampled Gaussian kernel truncated at 4 sigma (as
+//! `scipy.ndimage.gaussian_filter` does), applied separably in f32. For
+//! sigma above a few pixels the work is done on a copy reduced k times
+//! (k x k block means), blurred with the remaining sigma, and brought back
+//! with linear interpolation: the block mean and the interpolation are
+//! themselves small blurs whose variances are subtracted from the target
+//! (variances of convolved kernels add), so the total stays sigma^2. k is
+//! the largest reduction that leaves the reduced blur a sigma of at least
+//! 1.6 to 2.6 reduced pixels (the floor grows with k), so the reduced blur
+//! is always a small kernel and the cost per output pixel does not grow
+//! with sigma; the floors keep the error of interpolating a signal that
+//! smooth under 2.5 LSB at step edges and corners (see the sweeps in
+//! `blur/tests.rs` against an exact f64 convolution).
+//!
+//! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
+//! for any radius, including radii larger than the image.
+
+use crate::error::{check_range, Result, VeilError};
+use crate::image::ImageRef;
+use crate::parallel::for_each_band;
+use crate::simd::{self, dispatch};
+
+/// Smallest Gaussian sigma accepted, in pixels. Below this the kernel is
+/// nearly a delta and anonymizes nothing.
+pub const MIN_SIGMA_PX: f64 = 0.5;
+/// Largest Gaussian sigma accepted, in pixels.
+pub const MAX_SIGMA_PX: f64 = 250.0;
+/// Kernel support, in sigmas (scipy's default `truncate=4.0`).
+const TRUNCATE_SIGMAS: f64 = 4.0;
+/// Sigma of the blur on the reduced copy never goes below this (in reduced
+/// pixels): a smaller one would leave detail that linear interpolation
+/// renders visibly wrong.
+const MIN_REDUCED_SIGMA: f64 = 2.6;
+/// The same floor for a copy reduced only 2 times, whose block mean and
+/// interpolation are so small that a lower floor stays accurate.
+const MIN_REDUCED_SIGMA_HALF: f64 = 1.6;
+/// And for a copy reduced 3 times.
+const MIN_REDUCED_SIGMA_THIRD: f64 = 2.0;
+/// And for a copy reduced 4 to 7 times. (These floors were set by the
+/// step-edge and corner sweeps in `blur/tests.rs`: the error grows with k.)
+const MIN_REDUCED_SIGMA_SMALL_K: f64 = 2.4;
+
+fn check_dst(src: &ImageRef, dst: &[u8]) -> Result<()> {
+    if dst.len() != src.data.len() {
+        return Err(VeilError::InvalidImage(format!(
+            "output buffer holds {} bytes, the image needs {}",
+            dst.len(),
+            src.data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Copies the alpha channel of `src` rows into a band of `dst` rows
+/// starting at `y0`: veil's kernels never change alpha.
+pub(crate) fn restore_alpha(src: &ImageRef, band: &mut [u8], y0: usize) {
+    if src.channels != 4 {
+        return;
+    }
+    let start = y0 * src.row_len();
+    let src_band = &src.data[start..start + band.len()];
+    crate::simd::copy_alpha(band, src_band);
+}
+
+// ---------------------------------------------------------------- Gaussian
+
+/// Sampled Gaussian weights `w[0..=2r]`, normalised to sum to 1.
+fn gaussian_weights(sigma: f64) -> Vec<f32> {
+    let radius = (TRUNCATE_SIGMAS * sigma + 0.5) as usize;
+    let mut w: Vec<f64> = (0..=2 * radius)
+        .map(|i| {
+            let x = i as f64 - radius as f64;
+            (-0.5 * x * x / (sigma * sigma)).exp()
+        })
+        .collect();
+    let sum: f64 = w.iter().sum();
+    w.iter_mut().for_each(|v| *v /= sum);
+    w.into_iter().map(|v| v as f32).collect()
+}
+
+/// Variance (in full-resolution pixels^2) added by taking k x k block means
+/// and, later, interpolating linearly back from the block centres.
+fn reduction_variance(k: usize) -> f64 {
+    if k <= 1 {
+        return 0.0;
+    }
+    let kf = k as f64;
+    // A box of k samples has variance (k^2 - 1) / 12.
+    let block = (kf * kf - 1.0) / 12.0;
+    // Linear interpolation with fraction t puts weights (1-t, t) on points k
+    // apart: variance t (1 - t) k^2, averaged over the k output phases.
+    let interp: f64 = (0..k)
+        .map(|i| {
+            let u = (i as f64 + 0.5) / kf - 0.5;
+            let t = u - u.floor();
+            t * (1.0 - t)
+        })
+        .sum::<f64>()
+        / kf
+        * kf
+        * kf;
+    block + interp
+}
+
+/// The reduction factor for `sigma` and the sigma left for the reduced copy.
+fn gaussian_plan(sigma: f64) -> (usize, f64) {
+    let mut k = (sigma / MIN_REDUCED_SIGMA_HALF).floor().max(1.0) as usize;
+    loop {
+        let rest = sigma * sigma - reduction_variance(k);
+        let reduced = if rest > 0.0 { rest.sqrt() / k as f64 } else { 0.0 };
+        if k == 1 {
+            return (1, sigma);
+        }
+        let floor = match k {
+            2 => MIN_REDUCED_SIGMA_HALF,
+            3 => MIN_REDUCED_SIGMA_THIRD,
+            4..=7 => MIN_REDUCED_SIGMA_SMALL_K,
+            _ => MIN_REDUCED_SIGMA,
+        };
+        if reduced >= floor {
+            return (k, reduced);
+        }
+        k -= 1;
+    }
+}
+
+/// Gaussian blur of `src` into `dst` (same size), with standard deviation
+/// `sigma_px` in pixels, on up to `threads` threads. Alpha is copied.
+pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usize) -> Result<()> {
+    check_range("sigma_px", sigma_px, MIN_SIGMA_PX, MAX_SIGMA_PX)?;
+    check_dst(&src, dst)?;
+    let (k, reduced_sigma) = gaussian_plan(sigma_px);
+    if k == 1 {
+        let weights = gaussian_weights(sigma_px);
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            convolve_band_u8(&src, &weights, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+        return Ok(());
+    }
+    let weights = gaussian_weights(reduced_sigma);
+    // Reduced cells beyond the image edges, as many as the kernel reaches:
+    // they hold block means of the replicated edge pixels, so the border
+    // rule is the full-resolution one, not a replicated reduced cell.
+    let pad = weights.len() / 2 + 1;
+    let geom = Geometry {
+        width: src.width.div_ceil(k) + 2 * pad,
+        height: src.height.div_ceil(k) + 2 * pad,
+        channels: src.channels,
+    };
+    let mut reduced = vec![0f32; geom.row_len() * geom.height];
+    for_each_band(&mut reduced, geom.row_len(), threads, |j0, band| reduce_band(&src, k, pad, geom, j0, band));
+    let mut blurred = vec![0f32; reduced.len()];
+    for_each_band(&mut blurred, geom.row_len(), threads, |y0, band| {
+        convolve_band_f32(&reduced, geom, &weights, y0, band);
+    });
+    drop(reduced);
+    for_each_band(dst, src.row_len(), threads, |y0, band| {
+        enlarge_band(&blurred, geom, k, pad, src.width, y0, band);
+        restore_alpha(&src, band, y0);
+    });
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    width: usize,
+    height: usize,
+    channels: usize,
+}
+
+impl Geometry {
+    fn row_len(&self) -> usize {
+        self.width * self.channels
+    }
+}
+
+/// Horizontal pass of one row: `ext` holds the row with `radius` replicated
+/// pixels on each side; `out[i] = sum_j w[j] * ext[i + j*C]`.
+#[inline(always)]
+fn convolve_row(ext: &[f32], weights: &[f32], channels: usize, out: &mut [f32]) {
+    let radius = weights.len() / 2;
+    let n = out.len();
+    let centre = &ext[radius * channels..radius * channels + n];
+    simd::scale(out, centre, weights[radius]);
+    for j in 0..radius {
+        let left = &ext[j * channels..j * channels + n];
+        let right = &ext[(2 * radius - j) * channels..(2 * radius - j) * channels + n];
+        simd::axpy_pair(out, left, right, weights[j]);
+    }
+}
+
+/// Fills `ext` with a row (given as f32) padded by `radius` edge copies.
+#[inline(always)]
+fn pad_row(ext: &mut [f32], radius: usize, channels: usize, row_len: usize) {
+    // The row itself is already at ext[radius*C .. radius*C + row_len].
+    let (first, last) = (radius * channels, radius * channels + row_len - channels);
+    for p in 0..radius {
+        for c in 0..channels {
+            ext[p * channels + c] = ext[first + c];
+            ext[first + row_len + p * channels + c] = ext[last + c];
+        }
+    }
+}
+
+/// Rows of horizontally blurred source, kept in a ring of `2r+1` slots keyed
+/// by source row, so each source row is blurred once per band.
+struct RowRing {
+    rows: Vec<f32>,
+    held: Vec<usize>,
+    row_len: usize,
+}
+
+impl RowRing {
+    fn new(slots: usize, row_len: usize) -> Self {
+        Self { rows: vec![0.0; slots * row_len], held: vec![usize::MAX; slots], row_len }
+    }
+    fn slot(&self, y: usize) -> usize {
+        y % self.held.len()
+    }
+    fn get(&self, y: usize) -> &[f32] {
+        let s = self.slot(y);
+        &self.rows[s * self.row_len..(s + 1) * self.row_len]
+    }
+}
+
+/// Separable convolution of a band of output rows. `load(y, ext)` writes
+/// source row `y` (as f32) into `ext[r*C..r*C+row_len]`; `store(y, row)`
+/// receives each finished output row.
+#[inline(always)]
+fn convolve_band<L, S>(geom: Geometry, weights: &[f32], y0: usize, rows: usize, mut load: L, mut store: S)
+where
+    L: FnMut(usize, &mut [f32]),
+    S: FnMut(usize, &[f32]),
+{
+    let radius = weights.len() / 2;
+    let c = geom.channels;
+    let row_len = geom.row_len();
+    let mut ext = vec![0f32; row_len + 2 * radius * c];
+    let mut ring = RowRing::new((2 * radius + 1).min(geom.height), row_len);
+    let mut acc = vec![0f32; row_len];
+    let clamp = |t: isize| t.clamp(0, geom.height as isize - 1) as usize;
+    for y in y0..y0 + rows {
+        // Make sure every source row of the window is in the ring.
+        for t in (y as isize - radius as isize)..=(y as isize + radius as isize) {
+            let sy = clamp(t);
+            let slot = ring.slot(sy);
+            if ring.held[slot] != sy {
+                load(sy, &mut ext[radius * c..radius * c + row_len]);
+                pad_row(&mut ext, radius, c, row_len);
+                convolve_row(&ext, weights, c, &mut ring.rows[slot * row_len..(slot + 1) * row_len]);
+                ring.held[slot] = sy;
+            }
+        }
+        let yi = y as isize;
+        simd::scale(&mut acc, ring.get(y), weights[radius]);
+        for j in 0..radius {
+            let d = (radius - j) as isize;
+            simd::axpy_pair(&mut acc, ring.get(clamp(yi - d)), ring.get(clamp(yi + d)), weights[j]);
+        }
+        store(y, &acc);
+    }
+}
+
+#[inline(always)]
+fn convolve_band_u8_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
+    let geom = Geometry { width: src.width, height: src.height, channels: src.channels };
+    let row_len = geom.row_len();
+    let rows = band.len() / row_len;
+    convolve_band(
+        geom,
+        weights,
+        y0,
+        rows,
+        |y, out| simd::widen(out, src.row(y)),
+        |y, acc| simd::narrow(&mut band[(y - y0) * row_len..(y - y0 + 1) * row_len], acc),
+    );
+}
+dispatch!(fn convolve_band_u8(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => convolve_band_u8_impl);
+
+#[inline(always)]
+fn convolve_band_f32_impl(src: &[f32], geom: Geometry, weights: &[f32], y0: usize, band: &mut [f32]) {
+    let row_len = geom.row_len();
+    let rows = band.len() / row_len;
+    convolve_band(
+        geom,
+        weights,
+        y0,
+        rows,
+        |y, out| out.copy_from_slice(&src[y * row_len..(y + 1) * row_len]),
+        |y, acc| band[(y - y0) * row_len..(y - y0 + 1) * row_len].copy_from_slice(acc),
+    );
+}
+dispatch!(fn convolve_band_f32(src: &[f32], geom: Geometry, weights: &[f32], y0: usize, band: &mut [f32]) => convolve_band_f32_impl);
+
+/// k x k block means of `src` as f32, for reduced rows from `j0` on; the
+/// reduced grid has `pad` cells beyond each edge, whose blocks lie (partly
+/// or wholly) outside the image and take the nearest edge pixels.
+/// The source indices that the `k` positions `start..start+k` read under the
+/// nearest border rule, each with how many positions read it: inside the
+/// image each index once, beyond an edge the edge index many times.
+fn clamped_span(start: isize, k: usize, len: usize) -> impl Iterator<Item = (usize, f32)> {
+    let last = len as isize - 1;
+    let end = start + k as isize - 1;
+    let (lo, hi) = (start.clamp(0, last), end.clamp(0, last));
+    (lo..=hi).map(move |i| {
+        // Positions t that read index i: all t <= 0 read 0, all t >= last read last.
+        let from = if i == 0 { start } else { i.max(start) };
+        let to = if i == last { end } else { i.min(end) };
+        (i as usize, (to - from + 1) as f32)
+    })
+}
+
+#[inline(always)]
+fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, geom: Geometry, j0: usize, band: &mut [f32]) {
+    let (w, h, c) = (src.width, src.height, src.channels);
+    let mut acc = vec![0f32; src.row_len()];
+    let mut row = vec![0f32; src.row_len()];
+    let norm = 1.0 / (k * k) as f32;
+    let first = |cell: usize| (cell as isize - pad as isize) * k as isize;
+    for (jj, low) in band.chunks_exact_mut(geom.row_len()).enumerate() {
+        acc.iter_mut().for_each(|v| *v = 0.0);
+        for (y, n) in clamped_span(first(j0 + jj), k, h) {
+            if n == 1.0 {
+                simd::add_u8(&mut acc, src.row(y));
+            } else {
+                simd::widen(&mut row, src.row(y));
+                simd::axpy(&mut acc, &row, n);
+            }
+        }
+        match c {
+            1 => reduce_columns::<1>(&acc, low, k, pad, w, norm),
+            3 => reduce_columns::<3>(&acc, low, k, pad, w, norm),
+            _ => reduce_columns::<4>(&acc, low, k, pad, w, norm),
+        }
+    }
+}
+
+/// Sums of `k` columns of `acc` (one row of column sums) into the reduced row `low`.
+#[inline(always)]
+fn reduce_columns<const C: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
+    let cells = low.len() / C;
+    for i in 0..cells {
+        let start = (i as isize - pad as isize) * k as isize;
+        let mut sum = [0f32; C];
+        if start >= 0 && start as usize + k <= w {
+            // Wholly inside the image: a plain run of k pixels.
+            let run = &acc[start as usize * C..(start as usize + k) * C];
+            for px in run.chunks_exact(C) {
+                for ch in 0..C {
+                    sum[ch] += px[ch];
+                }
+            }
+        } else {
+            for (x, n) in clamped_span(start, k, w) {
+                for ch in 0..C {
+                    sum[ch] += n * acc[x * C + ch];
+                }
+            }
+        }
+        for ch in 0..C {
+            low[i * C + ch] = sum[ch] * norm;
+        }
+    }
+}
+dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, geom: Geometry, j0: usize, band: &mut [f32]) => reduce_band_impl);
+
+/// Position of full-resolution pixel `x` on the padded reduced grid: the
+/// cell whose centre is at or before it, the next cell, and the fraction
+/// of the way between them.
+fn reduced_position(x: usize, k: usize, pad: usize, len: usize) -> (usize, usize, f32) {
+    let u = (x as f64 + 0.5) / k as f64 - 0.5;
+    let i = u.floor();
+    let t = (u - i) as f32;
+    let i0 = ((i + pad as f64) as usize).min(len - 1);
+    (i0, (i0 + 1).min(len - 1), t)
+}
+
+/// Linear interpolation of the blurred reduced image back to full size.
+#[inline(always)]
+fn enlarge_band_impl(low: &[f32], geom: Geometry, k: usize, pad: usize, width: usize, y0: usize, band: &mut [u8]) {
+    let c = geom.channels;
+    let row_len = width * c;
+    // For each output column: the reduced cell at or before it and the
+    // fraction towards the next (the padding guarantees a next cell).
+    let columns: Vec<(usize, f32)> = (0..width).map(|x| {
+        let (i0, _, t) = reduced_position(x, k, pad, geom.width);
+        (i0.min(geom.width - 2), t)
+    }).collect();
+    // Two reduced rows widened to full width, reused while y stays between them.
+    let mut wide = [vec![0f32; row_len], vec![0f32; row_len]];
+    let mut held = [usize::MAX, usize::MAX];
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let (j0, j1, t) = reduced_position(y0 + yy, k, pad, geom.height);
+        for (slot, j) in [(0usize, j0), (1usize, j1)] {
+            if held[slot] != j {
+                // Reuse the other slot's row when the window slides down by one.
+                let other = 1 - slot;
+                if held[other] == j {
+                    let (a, b) = wide.split_at_mut(1);
+                    if slot == 0 { a[0].copy_from_slice(&b[0]) } else { b[0].copy_from_slice(&a[0]) }
+                } else {
+                    let src = &low[j * geom.row_len()..(j + 1) * geom.row_len()];
+                    match c {
+                        1 => widen_columns::<1>(src, &columns, &mut wide[slot]),
+                        3 => widen_columns::<3>(src, &columns, &mut wide[slot]),
+                        _ => widen_columns::<4>(src, &columns, &mut wide[slot]),
+                    }
+                }
+                held[slot] = j;
+            }
+        }
+        simd::lerp_narrow(out, &wide[0], &wide[1], t);
+    }
+}
+/// Linear interpolation of one reduced row to full width.
+#[inline(always)]
+fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mut [f32]) {
+    for (px, &(i0, t)) in out.chunks_exact_mut(C).zip(columns) {
+        let pair = &src[i0 * C..i0 * C + 2 * C];
+        for ch in 0..C {
+            px[ch] = pair[ch] + t * (pair[C + ch] - pair[ch]);
+        }
+    }
+}
+
+dispatch!(fn enlarge_band(low: &[f32], geom: Geometry, k: usize, pad: usize, width: usize, y0: usize, band: &mut [u8]) => enlarge_band_impl);
+
+// --------------------------------------------------------------------- Box
+
+/// Fixed-point scale of the horizontal means (8 fractional bits), so the
+/// vertical pass sums exact integers and rounds once at the end.
+const FRAC: u64 = 256;
+
+/// Box blur: each pixel becomes the mean of the `(2r+1) x (2r+1)` window
+/// around it, `r = radius_px`, with the nearest border rule. Any radius is
+/// accepted; as it grows past the image the result tends to the mean of the
+/// repeated edges, exactly as the border rule says. Alpha is copied.
+pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize) -> Result<()> {
+    check_dst(&src, dst)?;
+    if radius_px == 0 {
+        dst.copy_from_slice(src.data);
+        return Ok(());
+    }
+    // Window sums of up to (2r+1) horizontal means of up to 255*FRAC.
+    let window = 2 * radius_px as u128 + 1;
+    if window * 255 * FRAC as u128 <= u32::MAX as u128 {
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            box_band::<u32>(&src, radius_px, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+    } else {
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            box_band::<u64>(&src, radius_px, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+    }
+    Ok(())
+}
+
+/// Integer accumulator for the vertical window sums.
+trait Acc: Copy + Default + Send + Sync {
+    fn add(self, v: u16) -> Self;
+    fn sub(self, v: u16) -> Self;
+    fn add_times(self, v: u16, n: u64) -> Self;
+    fn to_f32(self) -> f32;
+}
+impl Acc for u32 {
+    fn add(self, v: u16) -> Self { self + v as u32 }
+    fn sub(self, v: u16) -> Self { self - v as u32 }
+    fn add_times(self, v: u16, n: u64) -> Self { self + v as u32 * n as u32 }
+    fn to_f32(self) -> f32 { self as f32 }
+}
+impl Acc for u64 {
+    fn add(self, v: u16) -> Self { self + v as u64 }
+    fn sub(self, v: u16) -> Self { self - v as u64 }
+    fn add_times(self, v: u16, n: u64) -> Self { self + v as u64 * n }
+    fn to_f32(self) -> f32 { self as f32 }
+}
+
+/// Horizontal box means of one row, in FRAC fixed point.
+fn box_row(row: &[u8], channels: usize, radius: usize, out: &mut [u16]) {
+    match channels {
+        1 => box_row_c::<1>(row, radius, out),
+        3 => box_row_c::<3>(row, radius, out),
+        _ => box_row_c::<4>(row, radius, out),
+    }
+}
+
+/// Running window sums along the row: each step adds the pixel entering on
+/// the right and drops the one leaving on the left (indices clamped to the
+/// row, the nearest border rule). The first window is summed in closed form
+/// so that a radius far beyond the row costs nothing extra.
+#[inline(always)]
+fn box_row_c<const C: usize>(row: &[u8], radius: usize, out: &mut [u16]) {
+    let width = row.len() / C;
+    let last = width as i64 - 1;
+    let r = radius as i64;
+    // mean * FRAC = sum * FRAC / (2r+1), as a 32.32 fixed-point multiply
+    // (sum * scale < 2^48, no overflow) rounded to nearest.
+    let scale = ((FRAC as u128) << 32) / (2 * radius as u128 + 1);
+    let scale = scale as u64;
+    let fixed = |sum: u64| ((sum * scale + (1 << 31)) >> 32) as u16;
+    let at = |i: i64, ch: usize| row[i.clamp(0, last) as usize * C + ch] as u64;
+    // Steps x whose window reaches neither edge need no clamping.
+    let lo = (r + 1).min(width as i64);
+    let hi = (width as i64 - r).max(lo);
+    // Window [-r, r] at x = 0: r+1 copies of pixel 0 (positions -r..=0),
+    // then pixels 1..=r, of which those past the end repeat the last.
+    let inside = r.min(last);
+    let mut sums = [0u64; C];
+    for (ch, sum) in sums.iter_mut().enumerate() {
+        *sum = (r as u64 + 1) * at(0, ch) + (r - inside) as u64 * at(last, ch);
+        for i in 1..=inside {
+            *sum += at(i, ch);
+        }
+        out[ch] = fixed(*sum);
+    }
+    let clamped_step = |x: i64, sums: &mut [u64; C], out: &mut [u16]| {
+        for (ch, sum) in sums.iter_mut().enumerate() {
+            *sum = *sum + at(x + r, ch) - at(x - r - 1, ch);
+            out[x as usize * C + ch] = fixed(*sum);
+        }
+    };
+    for x in 1..lo {
+        clamped_step(x, &mut sums, out);
+    }
+    if hi > lo {
+        let (lo, hi) = (lo as usize, hi as usize);
+        let entering = row[(lo + radius) * C..].chunks_exact(C);
+        let leaving = row[(lo - radius - 1) * C..].chunks_exact(C);
+        for ((o, e), l) in out[lo * C..hi * C].chunks_exact_mut(C).zip(entering).zip(leaving) {
+            for ch in 0..C {
+                sums[ch] = sums[ch] + e[ch] as u64 - l[ch] as u64;
+                o[ch] = fixed(sums[ch]);
+            }
+        }
+    }
+    for x in hi..width as i64 {
+        clamped_step(x, &mut sums, out);
+    }
+}
+
+/// Horizontal means of source rows, cached by row. Rows 0 and h-1 repeat
+/// for as long as the window hangs over an edge, so they are kept apart;
+/// the others enter and leave the window once, 2r+1 rows apart, so a ring
+/// of 2r+2 slots never evicts a row that is still needed.
+struct BoxRows<'a> {
+    src: &'a ImageRef<'a>,
+    radius: usize,
+    cache: Vec<u16>,
+    held: Vec<usize>,
+    edges: [Vec<u16>; 2],
+}
+
+impl<'a> BoxRows<'a> {
+    fn new(src: &'a ImageRef<'a>, radius: usize) -> Self {
+        let row_len = src.row_len();
+        let slots = (2 * radius + 2).min(src.height);
+        let mut rows = Self {
+            src,
+            radius,
+            cache: vec![0; slots * row_len],
+            held: vec![usize::MAX; slots],
+            edges: [vec![0; row_len], vec![0; row_len]],
+        };
+        let (c, last) = (src.channels, src.height - 1);
+        box_row(src.row(0), c, radius, &mut rows.edges[0]);
+        box_row(src.row(last), c, radius, &mut rows.edges[1]);
+        rows
+    }
+
+    /// Computes the means of row `clamp(t)` unless already held.
+    fn ensure(&mut self, t: isize) {
+        let h = self.src.height as isize;
+        if t <= 0 || t >= h - 1 {
+            return;
+        }
+        let (y, n) = (t as usize, self.src.row_len());
+        let s = y % self.held.len();
+        if self.held[s] != y {
+            let out = &mut self.cache[s * n..(s + 1) * n];
+            box_row(self.src.row(y), self.src.channels, self.radius, out);
+            self.held[s] = y;
+        }
+    }
+
+    /// The means of row `clamp(t)`; `ensure(t)` must have been called.
+    fn get(&self, t: isize) -> &[u16] {
+        let h = self.src.height as isize;
+        if t <= 0 {
+            return &self.edges[0];
+        }
+        if t >= h - 1 {
+            return &self.edges[1];
+        }
+        let (y, n) = (t as usize, self.src.row_len());
+        let s = y % self.held.len();
+        debug_assert_eq!(self.held[s], y);
+        &self.cache[s * n..(s + 1) * n]
+    }
+}
+
+fn box_band<A: Acc>(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) {
+    let row_len = src.row_len();
+    let last = src.height as isize - 1;
+    let r = radius as isize;
+    let mut rows = BoxRows::new(src, radius);
+
+    // Window sum for the first row of the band: rows clamp(t) for t in
+    // [y0-r, y0+r], where every t <= 0 is row 0 and every t >= h-1 is row h-1.
+    let first = y0 as isize;
+    let (copies_first, copies_last) = if last == 0 {
+        ((2 * r + 1) as u64, 0) // one row: first and last are the same row
+    } else {
+        ((r - first + 1).max(0) as u64, (first + r - last + 1).max(0) as u64)
+    };
+    let mut acc = vec![A::default(); row_len];
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a = A::default().add_times(rows.edges[0][i], copies_first).add_times(rows.edges[1][i], copies_last);
+    }
+    for t in (first - r).max(1)..=(first + r).min(last - 1) {
+        rows.ensure(t);
+        for (a, &v) in acc.iter_mut().zip(rows.get(t)) {
+            *a = a.add(v);
+        }
+    }
+    let norm = (1.0 / ((2 * radius + 1) as f64 * FRAC as f64)) as f32;
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let y = first + yy as isize;
+        if yy > 0 {
+            rows.ensure(y + r);
+            rows.ensure(y - r - 1);
+            let (enter, leave) = (rows.get(y + r), rows.get(y - r - 1));
+            for i in 0..row_len {
+                acc[i] = acc[i].add(enter[i]).sub(leave[i]);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = simd::to_u8(a.to_f32() * norm);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+use super::*;
+use crate::image::Image;
+use proptest::prelude::*;
+
+/// Exact separable Gaussian in f64 with the nearest border rule and the
+/// same sampled, 4-sigma kernel (what scipy.ndimage.gaussian_filter does).
+fn exact_gaussian(src: &Image, sigma: f64) -> Vec<f64> {
+    let radius = (4.0 * sigma + 0.5) as isize;
+    let mut k: Vec<f64> = (-radius..=radius).map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp()).collect();
+    let s: f64 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= s);
+    let (w, h, c) = (src.width as isize, src.height as isize, src.channels as isize);
+    let at = |x: isize, y: isize, ch: isize| src.data[((y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) * c + ch) as usize] as f64;
+    let mut tmp = vec![0f64; src.data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                tmp[((y * w + x) * c + ch) as usize] = (-radius..=radius).map(|j| k[(j + radius) as usize] * at(x + j, y, ch)).sum();
+            }
+        }
+    }
+    let tat = |x: isize, y: isize, ch: isize| tmp[((y.clamp(0, h - 1) * w + x) * c + ch) as usize];
+    let mut out = vec![0f64; src.data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                out[((y * w + x) * c + ch) as usize] = (-radius..=radius).map(|j| k[(j + radius) as usize] * tat(x, y + j, ch)).sum();
+            }
+        }
+    }
+    out
+}
+
+fn max_error(out: &[u8], exact: &[f64]) -> f64 {
+    out.iter().zip(exact).map(|(&o, &e)| (o as f64 - e).abs()).fold(0.0, f64::max)
+}
+
+fn blur(src: &Image, sigma: f64, threads: usize) -> Vec<u8> {
+    let mut dst = vec![0u8; src.data.len()];
+    gaussian_blur(src.view(), &mut dst, sigma, threads).unwrap();
+    dst
+}
+
+/// A black/white step, across x (`vertical_edge`) or across y.
+fn step(len: usize, across: usize, vertical_edge: bool) -> Image {
+    let (w, h) = if vertical_edge { (len, across) } else { (across, len) };
+    let mut img = Image::new(w, h, 1).unwrap();
+    for y in 0..h {
+        for x in 0..w {
+            let t = if vertical_edge { x } else { y };
+            img.data[y * w + x] = if t >= len / 2 { 255 } else { 0 };
+        }
+    }
+    img
+}
+
+#[test]
+fn gaussian_within_3_lsb_of_exact_on_step_edges() {
+    // A geometric sweep of 0.5..250 px, with the edge at varying phases
+    // relative to the reduction blocks (len/2 changes with sigma).
+    let sigmas = (0..=90).map(|i| 0.5 * (500f64).powf(i as f64 / 90.0));
+    let mut worst = 0.0f64;
+    for sigma in sigmas {
+        let len = ((sigma * 10.0) as usize).max(40) + (sigma * 7.0) as usize % 13;
+        for vertical_edge in [true, false] {
+            let img = step(len, 3, vertical_edge);
+            let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
+            assert!(err <= 3.0, "sigma {sigma}: step-edge error {err:.2} LSB");
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("worst step-edge error over all sigmas: {worst:.2} LSB");
+}
+
+/// Four quadrants, black and white crossed: edges in both directions and
+/// corners, where the errors of the two passes add up.
+#[test]
+fn gaussian_within_3_lsb_of_exact_at_corners() {
+    // Every phase of the corner against the reduction blocks (up to k = 4).
+    let cases = (0..=24).flat_map(|i| (0..4).map(move |shift| (0.5 * (200f64).powf(i as f64 / 24.0), shift)));
+    let mut worst = 0.0f64;
+    for (sigma, shift) in cases {
+        let size = ((sigma * 8.0) as usize).max(30) + shift;
+        let mut img = Image::new(size, size, 1).unwrap();
+        let edge = size / 2 + shift;
+        for y in 0..size {
+            for x in 0..size {
+                let white = (x >= edge) != (y >= edge);
+                img.data[y * size + x] = if white { 255 } else { 0 };
+            }
+        }
+        let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
+        if err > 2.3 { eprintln!("sigma {sigma:.2} shift {shift}: {err:.2}"); }
+        assert!(err <= 3.0, "sigma {sigma}: corner error {err:.2} LSB");
+        worst = worst.max(err);
+    }
+    eprintln!("worst corner error over all sigmas: {worst:.2} LSB");
+}
+
+/// A deterministic textured image: smooth gradients plus hashed detail,
+/// standing in for a natural photo (the pytest suite uses real ones).
+fn textured(w: usize, h: usize, c: usize) -> Image {
+    let mut img = Image::new(w, h, c).unwrap();
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let smooth = 128.0 + 90.0 * ((x as f64 * 0.05 + ch as f64).sin() * (y as f64 * 0.03).cos());
+                let detail = ((x * 7919 + y * 104729 + ch * 31) % 61) as f64 - 30.0;
+                img.data[(y * w + x) * c + ch] = (smooth + detail).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    img
+}
+
+#[test]
+fn gaussian_mean_error_under_1_lsb_on_texture() {
+    let img = textured(160, 120, 3);
+    for sigma in [0.5, 1.0, 2.5, 4.0, 6.0, 10.0, 25.0] {
+        let exact = exact_gaussian(&img, sigma);
+        let out = blur(&img, sigma, 1);
+        let mae = out.iter().zip(&exact).map(|(&o, &e)| (o as f64 - e).abs()).sum::<f64>() / out.len() as f64;
+        assert!(mae <= 1.0, "sigma {sigma}: mean abs error {mae:.3}");
+    }
+}
+
+#[test]
+fn gaussian_keeps_alpha_and_blurs_colour_under_transparency() {
+    let mut img = textured(40, 30, 4);
+    for px in img.data.chunks_exact_mut(4) {
+        px[3] = 0; // fully transparent: the colour must still be blurred
+    }
+    let out = blur(&img, 3.0, 1);
+    let rgb = |d: &[u8]| d.chunks_exact(4).map(|p| [p[0], p[1], p[2]]).collect::<Vec<_>>();
+    assert!(out.chunks_exact(4).all(|p| p[3] == 0));
+    assert_ne!(rgb(&out), rgb(&img.data));
+}
+
+#[test]
+fn gaussian_rejects_bad_sigma() {
+    let img = Image::new(4, 4, 3).unwrap();
+    let mut dst = vec![0u8; 48];
+    for sigma in [f64::NAN, f64::INFINITY, -1.0, 0.0, 0.49, 250.1] {
+        let err = gaussian_blur(img.view(), &mut dst, sigma, 1).unwrap_err();
+        assert!(matches!(err, VeilError::InvalidParameter { name: "sigma_px", .. }), "{sigma}");
+    }
+    assert!(gaussian_blur(img.view(), &mut dst[..47], 1.0, 1).is_err());
+}
+
+fn box_reference(src: &Image, r: usize) -> Vec<u8> {
+    let (w, h, c) = (src.width as i64, src.height as i64, src.channels as i64);
+    let r = r as i64;
+    let mut out = vec![0u8; src.data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let mut sum = 0u64;
+                for yy in y - r..=y + r {
+                    for xx in x - r..=x + r {
+                        sum += src.data[((yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)) * c + ch) as usize] as u64;
+                    }
+                }
+                let n = ((2 * r + 1) * (2 * r + 1)) as f64;
+                out[((y * w + x) * c + ch) as usize] = (sum as f64 / n + 0.5) as u8;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn box_blur_matches_brute_force_within_1() {
+    for &(w, h, c, r) in &[(1, 1, 1, 3), (7, 5, 3, 1), (9, 13, 4, 2), (10, 3, 1, 25), (17, 11, 3, 8), (5, 40, 3, 100)] {
+        let img = textured(w, h, c);
+        let mut dst = vec![0u8; img.data.len()];
+        box_blur(img.view(), &mut dst, r, 1).unwrap();
+        let want = box_reference(&img, r);
+        for (i, (&a, &b)) in dst.iter().zip(&want).enumerate() {
+            if c == 4 && i % 4 == 3 {
+                assert_eq!(a, img.data[i], "alpha kept");
+            } else {
+                assert!((a as i32 - b as i32).abs() <= 1, "{w}x{h}x{c} r={r} at {i}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn box_blur_huge_radius_uses_wide_accumulators() {
+    let img = textured(6, 4, 3);
+    let mut dst = vec![0u8; img.data.len()];
+    box_blur(img.view(), &mut dst, 1_000_000, 1).unwrap();
+    // As r grows the window is almost all copies of the four corner pixels.
+    let mut dst2 = vec![0u8; img.data.len()];
+    box_blur(img.view(), &mut dst2, 10_000_000, 1).unwrap();
+    for (&a, &b) in dst.iter().zip(&dst2) {
+        assert!((a as i32 - b as i32).abs() <= 1);
+    }
+}
+
+fn any_image() -> impl Strategy<Value = Image> {
+    (1usize..200, 1usize..200, prop::sample::select(vec![1usize, 3, 4]), any::<u64>()).prop_map(|(w, h, c, seed)| {
+        let mut img = Image::new(w, h, c).unwrap();
+        let mut s = seed | 1;
+        for v in img.data.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *v = (s >> 24) as u8;
+        }
+        img
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn gaussian_never_panics_stays_in_range_and_threads_agree(img in any_image(), sigma in 0.5f64..250.0) {
+        let one = blur(&img, sigma, 1);
+        let two = blur(&img, sigma, 2);
+        let four = blur(&img, sigma, 4);
+        prop_assert_eq!(&one, &two);
+        prop_assert_eq!(&one, &four);
+        // A blur of values in [lo, hi] stays within [lo, hi] per channel.
+        let c = img.channels;
+        for ch in 0..c {
+            let vals = img.data.iter().skip(ch).step_by(c);
+            let (lo, hi) = vals.fold((255u8, 0u8), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            for &v in one.iter().skip(ch).step_by(c) {
+                prop_assert!(v >= lo && v <= hi);
+            }
+        }
+    }
+
+    #[test]
+    fn box_never_panics_and_threads_agree(img in any_image(), radius in 0usize..500) {
+        let mut one = vec![0u8; img.data.len()];
+        let mut two = vec![0u8; img.data.len()];
+        box_blur(img.view(), &mut one, radius, 1).unwrap();
+        box_blur(img.view(), &mut two, radius, 3).unwrap();
+        prop_assert_eq!(one, two);
+    }
+
+    #[test]
+    fn pixelate_never_panics_and_threads_agree(img in any_image(), block in 1usize..400, ox in -500i64..500, oy in -500i64..500) {
+        let mut one = vec![0u8; img.data.len()];
+        let mut two = vec![0u8; img.data.len()];
+        crate::pixelate::pixelate(img.view(), &mut one, block, ox, oy, 1).unwrap();
+        crate::pixelate::pixelate(img.view(), &mut two, block, ox, oy, 2).unwrap();
+        prop_assert_eq!(one, two);
+    }
+}
