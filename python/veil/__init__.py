@@ -10,4 +10,19 @@ from __future__ import annotations
 from ._veil import __version__
 from .kernels import add_noise, box_blur, fill, gaussian_blur, pixelate
 
-__all__ = ["__version__", "gaussian_blur", "box_blur", "pixelate", "fill", "add_noise"]
+__all__ = ["__version__", "gaussian_blur", "box_blur", "pixelate", "fill", "add_noise", "detect_faces", "Face"]
+
+# Names served from submodules on first use, so `import veil` stays quick
+# and does not start onnxruntime.
+_LAZY = {"detect_faces": "detect", "Face": "detect"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'veil' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

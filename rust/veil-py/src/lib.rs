@@ -4,11 +4,13 @@
 use pyo3::prelude::*;
 
 mod convert;
+mod detect;
 mod kernels;
 
 #[pymodule]
 fn _veil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kernels::register(m)?;
+    detect::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

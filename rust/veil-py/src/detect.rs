@@ -1,0 +1,146 @@
+//! Bindings for CenterFace decoding and non-maximum suppression.
+//!
+//! Faces cross the boundary as an `(N, 15)` float32 array, one row per face:
+//! `left, top, right, bottom, score`, then the five landmarks as `x, y`
+//! pairs. "No faces" is a `(0, 15)` array.
+
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray4, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use veil_core::detect::{self, Face};
+
+use crate::convert::detached;
+
+/// Values per face row: box (4), score (1), landmarks (5 x 2).
+const FACE_COLUMNS: usize = 15;
+
+fn faces_to_rows(faces: &[Face]) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(faces.len() * FACE_COLUMNS);
+    for f in faces {
+        rows.extend_from_slice(&[f.left, f.top, f.right, f.bottom, f.score]);
+        rows.extend(f.landmarks.iter().flatten());
+    }
+    rows
+}
+
+fn rows_to_faces(rows: &[f32]) -> Vec<Face> {
+    rows.chunks_exact(FACE_COLUMNS)
+        .map(|r| {
+            let mut landmarks = [[0.0f32; 2]; 5];
+            for (k, point) in landmarks.iter_mut().enumerate() {
+                *point = [r[5 + 2 * k], r[6 + 2 * k]];
+            }
+            Face {
+                left: r[0],
+                top: r[1],
+                right: r[2],
+                bottom: r[3],
+                score: r[4],
+                landmarks,
+            }
+        })
+        .collect()
+}
+
+fn to_array<'py>(py: Python<'py>, faces: &[Face]) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    PyArray1::from_vec(py, faces_to_rows(faces)).reshape([faces.len(), FACE_COLUMNS])
+}
+
+/// Borrows a `[1, channels, rows, cols]` C-contiguous float32 output as a
+/// slice, naming the output in errors.
+fn plane_slice<'a>(
+    name: &str,
+    array: &'a PyReadonlyArray4<'_, f32>,
+    channels: usize,
+    rows_cols: Option<(usize, usize)>,
+) -> PyResult<&'a [f32]> {
+    let shape = array.shape();
+    let ok_shape = shape[0] == 1
+        && shape[1] == channels
+        && rows_cols.is_none_or(|(rows, cols)| shape[2] == rows && shape[3] == cols);
+    if !ok_shape {
+        let expected = match rows_cols {
+            Some((rows, cols)) => format!("(1, {channels}, {rows}, {cols})"),
+            None => format!("(1, {channels}, rows, cols)"),
+        };
+        return Err(PyValueError::new_err(format!(
+            "{name} must have shape {expected}, got {shape:?}"
+        )));
+    }
+    array
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous float32 array")))
+}
+
+/// decode_centerface(heatmap, scale, offset, landmarks, threshold, scale_x, scale_y)
+/// --
+///
+/// Decodes CenterFace's four outputs (float32, shapes (1,1,h,w), (1,2,h,w),
+/// (1,2,h,w), (1,10,h,w)) into the faces whose heatmap score is above
+/// `threshold`, before suppression. `scale_x`/`scale_y` are original-image
+/// pixels per network-input pixel. Returns an (N, 15) float32 array.
+#[pyfunction]
+#[pyo3(signature = (heatmap, scale, offset, landmarks, threshold, scale_x, scale_y))]
+#[allow(clippy::too_many_arguments)]
+fn decode_centerface<'py>(
+    py: Python<'py>,
+    heatmap: PyReadonlyArray4<'py, f32>,
+    scale: PyReadonlyArray4<'py, f32>,
+    offset: PyReadonlyArray4<'py, f32>,
+    landmarks: PyReadonlyArray4<'py, f32>,
+    threshold: f32,
+    scale_x: f32,
+    scale_y: f32,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let heat = plane_slice("heatmap", &heatmap, 1, None)?;
+    let (rows, cols) = (heatmap.shape()[2], heatmap.shape()[3]);
+    let size = Some((rows, cols));
+    let scale = plane_slice("scale", &scale, 2, size)?;
+    let offset = plane_slice("offset", &offset, 2, size)?;
+    let landmarks = plane_slice("landmarks", &landmarks, 10, size)?;
+    let faces = detached(py, || {
+        detect::decode_centerface(
+            heat, scale, offset, landmarks, rows, cols, threshold, scale_x, scale_y,
+        )
+    })?;
+    to_array(py, &faces)
+}
+
+/// non_max_suppression(faces, iou_threshold)
+/// --
+///
+/// Greedy non-maximum suppression over an (N, 15) float32 face array: keeps
+/// the best-scoring face of every group overlapping with IoU above
+/// `iou_threshold`. Returns the kept rows sorted by score, highest first.
+#[pyfunction]
+#[pyo3(signature = (faces, iou_threshold))]
+fn non_max_suppression<'py>(
+    py: Python<'py>,
+    faces: PyReadonlyArray2<'py, f32>,
+    iou_threshold: f32,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    if faces.shape()[1] != FACE_COLUMNS {
+        return Err(PyValueError::new_err(format!(
+            "faces must have shape (N, {FACE_COLUMNS}), got {:?}",
+            faces.shape()
+        )));
+    }
+    let rows = faces
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("faces must be a C-contiguous float32 array"))?;
+    let kept = detached(py, || {
+        Ok(detect::non_max_suppression(
+            rows_to_faces(rows),
+            iou_threshold,
+        ))
+    })?;
+    to_array(py, &kept)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_centerface, m)?)?;
+    m.add_function(wrap_pyfunction!(non_max_suppression, m)?)?;
+    Ok(())
+}

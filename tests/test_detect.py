@@ -1,0 +1,338 @@
+"""Face detection: decoding, suppression, the model session, and real photos.
+
+Tests that need the shared face photos (``../shared/data/faces``) skip when
+that folder is absent, as it is in a fresh clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from veil import _veil
+from veil import detect as vd
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+GROUPS = FACES / "groups"
+needs_photos = pytest.mark.skipif(not (GROUPS / "boxes.json").is_file(), reason="shared face photos absent")
+
+
+def iou(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def load(name: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(GROUPS / name).convert("RGB"))
+
+
+def planes(rows: int, cols: int):
+    """Zeroed CenterFace outputs for a rows x cols feature map."""
+    return (
+        np.zeros((1, 1, rows, cols), np.float32),
+        np.zeros((1, 2, rows, cols), np.float32),
+        np.zeros((1, 2, rows, cols), np.float32),
+        np.zeros((1, 10, rows, cols), np.float32),
+    )
+
+
+def face_row(l, t, r, b, score):
+    return [l, t, r, b, score] + [0.0] * 10
+
+
+# --- decoding ---------------------------------------------------------------
+
+
+def test_decode_synthetic_heatmap():
+    heat, scale, offset, lms = planes(6, 8)
+    heat[0, 0, 2, 5] = 0.8  # row 2, col 5
+    scale[0, :, 2, 5] = [np.log(20 / 4), np.log(12 / 4)]  # 20 px tall, 12 px wide
+    offset[0, :, 2, 5] = [0.5, 0.25]  # (y, x) in cells
+    lms[0, 0::2, 2, 5] = 0.4  # every point 40 % of the height down...
+    lms[0, 1::2, 2, 5] = [0.0, 0.25, 0.5, 0.75, 1.0]  # ...and spread across
+    faces = _veil.decode_centerface(heat, scale, offset, lms, 0.5, 2.0, 2.0)
+    assert faces.shape == (1, 15) and faces.dtype == np.float32
+    # Centre in network px: x = (5 + 0.25 + 0.5) * 4 = 23, y = (2 + 0.5 + 0.5) * 4 = 12.
+    np.testing.assert_allclose(faces[0, :5], [(23 - 6) * 2, (12 - 10) * 2, (23 + 6) * 2, (12 + 10) * 2, 0.8], rtol=1e-6)
+    xs, ys = faces[0, 5::2], faces[0, 6::2]
+    np.testing.assert_allclose(xs, (17 + 12 * np.array([0, 0.25, 0.5, 0.75, 1.0])) * 2, rtol=1e-6)
+    np.testing.assert_allclose(ys, (2 + 0.4 * 20) * 2, rtol=1e-6)
+
+
+def test_decode_below_threshold_is_an_empty_well_shaped_array():
+    heat, scale, offset, lms = planes(4, 4)
+    heat[...] = 0.3
+    faces = _veil.decode_centerface(heat, scale, offset, lms, 0.3, 1.0, 1.0)
+    assert faces.shape == (0, 15) and faces.dtype == np.float32
+
+
+def test_decode_rejects_bad_inputs():
+    heat, scale, offset, lms = planes(4, 4)
+    with pytest.raises(ValueError, match="landmarks"):
+        _veil.decode_centerface(heat, scale, offset, lms[:, :8], 0.5, 1.0, 1.0)
+    with pytest.raises(ValueError, match="scale"):
+        _veil.decode_centerface(heat, scale[..., :3], offset, lms, 0.5, 1.0, 1.0)
+    with pytest.raises(ValueError, match="score_threshold"):
+        _veil.decode_centerface(heat, scale, offset, lms, 1.5, 1.0, 1.0)
+    with pytest.raises(ValueError, match="scale_x"):
+        _veil.decode_centerface(heat, scale, offset, lms, 0.5, 0.0, 1.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        _veil.decode_centerface(heat, scale, offset[..., ::-1], lms, 0.5, 1.0, 1.0)
+    with pytest.raises(TypeError):
+        _veil.decode_centerface(heat.astype(np.float64), scale, offset, lms, 0.5, 1.0, 1.0)
+
+
+def test_decode_skips_non_finite_cells():
+    heat, scale, offset, lms = planes(2, 2)
+    heat[...] = 0.9
+    scale[0, 0, 0, 0] = 1e4  # exp overflows
+    offset[0, 1, 1, 1] = np.nan
+    faces = _veil.decode_centerface(heat, scale, offset, lms, 0.5, 1.0, 1.0)
+    assert len(faces) == 2 and np.isfinite(faces).all()
+
+
+# --- non-maximum suppression --------------------------------------------
+
+
+def test_nms_keeps_the_best_of_overlapping_faces_sorted_by_score():
+    faces = np.array(
+        [face_row(0, 0, 10, 10, 0.6), face_row(1, 1, 11, 11, 0.9), face_row(50, 50, 60, 60, 0.7)],
+        np.float32,
+    )
+    kept = _veil.non_max_suppression(faces, 0.3)
+    np.testing.assert_array_equal(kept, faces[[1, 2]])
+    # Idempotent.
+    np.testing.assert_array_equal(_veil.non_max_suppression(kept, 0.3), kept)
+    # Above the pair's IoU (0.68) nothing is suppressed.
+    np.testing.assert_array_equal(_veil.non_max_suppression(faces, 0.7), faces[[1, 2, 0]])
+
+
+def test_nms_edge_cases():
+    empty = _veil.non_max_suppression(np.zeros((0, 15), np.float32), 0.3)
+    assert empty.shape == (0, 15)
+    with_nan = np.array([face_row(0, np.nan, 10, 10, 0.9), face_row(0, 0, 10, 10, 0.5)], np.float32)
+    assert len(_veil.non_max_suppression(with_nan, 0.3)) == 1
+    with pytest.raises(ValueError, match="15"):
+        _veil.non_max_suppression(np.zeros((3, 14), np.float32), 0.3)
+
+
+# --- tiling geometry ----------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 500, 1024, 2048, 2049, 3000, 4000, 12345])
+@pytest.mark.parametrize("max_tile,overlap", [(2048, 128), (2048, 1024), (640, 200), (64, 32)])
+def test_tiles_cover_the_axis_with_overlap_and_partition_ownership(length, max_tile, overlap):
+    starts, tile = vd._tile_layout(length, max_tile, overlap)
+    assert tile <= max(max_tile, length) and (tile == length or tile % 32 == 0)
+    assert starts[0] == 0 and starts[-1] + tile == max(length, tile) and starts == sorted(starts)
+    for a, b in zip(starts, starts[1:]):
+        assert a + tile - b >= overlap  # neighbours share at least the overlap
+    owned = vd._owned_ranges(starts, tile)
+    assert owned[0][0] == -np.inf and owned[-1][1] == np.inf
+    for (lo, hi), start, (next_lo, _) in zip(owned, starts, owned[1:] + [(np.inf, None)]):
+        assert hi == next_lo
+        # A face up to `overlap` px centred in the range lies inside the tile.
+        assert lo == -np.inf or lo - overlap / 2 >= start
+        assert hi == np.inf or hi + overlap / 2 <= start + tile
+
+
+# --- the public API -------------------------------------------------------
+
+
+def test_no_faces_is_an_empty_list():
+    flat = np.full((200, 300, 3), 128, np.uint8)
+    assert vd.detect_faces(flat) == []
+    rows = vd._detect_array(flat, vd.DEFAULT_THRESHOLD, vd.DEFAULT_MAX_SIDE_PX, True, vd._session())
+    assert rows.shape == (0, 15) and rows.dtype == np.float32
+
+
+def test_input_validation():
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(TypeError, match="uint8"):
+        vd.detect_faces(image.astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        vd.detect_faces(np.zeros((64, 64, 2), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        vd.detect_faces(np.zeros((0, 64, 3), np.uint8))
+    with pytest.raises(TypeError):
+        vd.detect_faces([[0]])
+    with pytest.raises(ValueError, match="threshold"):
+        vd.detect_faces(image, threshold=1.5)
+    with pytest.raises(ValueError, match="max_side_px"):
+        vd.detect_faces(image, max_side_px=1000)
+    with pytest.raises(TypeError, match="max_side_px"):
+        vd.detect_faces(image, max_side_px=1024.0)
+    for shape in [(64, 64), (64, 64, 1), (64, 64, 4), (33, 7, 3), (1, 1, 3)]:
+        assert vd.detect_faces(np.zeros(shape, np.uint8)) == []
+
+
+def test_bad_providers_list_what_is_available(monkeypatch):
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    with pytest.raises(ValueError, match="available providers are") as info:
+        vd.detect_faces(np.zeros((64, 64, 3), np.uint8), providers=["NoSuchExecutionProvider"])
+    assert all(p in str(info.value) for p in available)
+    with pytest.raises(ValueError, match="available"):
+        vd.detect_faces(np.zeros((64, 64, 3), np.uint8), providers=[])
+    monkeypatch.setenv("VEIL_PROVIDERS", "NoSuchExecutionProvider")
+    with pytest.raises(ValueError, match="VEIL_PROVIDERS"):
+        vd.detect_faces(np.zeros((64, 64, 3), np.uint8))
+    monkeypatch.setenv("VEIL_PROVIDERS", "CPUExecutionProvider")
+    assert vd.detect_faces(np.zeros((64, 64, 3), np.uint8)) == []
+    assert vd.detect_faces(np.zeros((64, 64, 3), np.uint8), providers=["CPUExecutionProvider"]) == []
+
+
+def test_model_hash_mismatch_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(vd, "_sessions", {})
+    monkeypatch.setattr(vd, "MODEL_SHA256", "0" * 64)
+    with pytest.raises(RuntimeError, match="sha256"):
+        vd.detect_faces(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_model_file_matches_its_sidecar():
+    models = Path(vd.__file__).parent / "models"
+    meta = json.loads((models / "centerface.json").read_text())
+    data = (models / "centerface.onnx").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == meta["sha256"] == vd.MODEL_SHA256
+    assert meta["licence"]["spdx"] == "MIT"
+    assert meta["source"]["sha256"] and meta["preprocessing"]["range"].startswith("raw 0-255")
+
+
+def test_face_is_frozen_and_comparable():
+    face = vd.Face(box=(1.0, 2.0, 3.0, 5.0), score=0.5, landmarks=((0.0, 0.0),) * 5)
+    assert face == vd.Face(box=(1.0, 2.0, 3.0, 5.0), score=0.5, landmarks=((0.0, 0.0),) * 5)
+    assert (face.width, face.height) == (2.0, 3.0)
+    assert np.asarray(face.landmarks).shape == (5, 2)
+    with pytest.raises(AttributeError):
+        face.score = 1.0  # type: ignore[misc]
+    hash(face)
+
+
+# --- real photos ----------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def check_face_geometry(face: "vd.Face", width: int, height: int) -> None:
+    l, t, r, b = face.box
+    assert 0 <= l < r <= width and 0 <= t < b <= height
+    (lex, ley), (rex, rey), (nx, ny), (lmx, lmy), (rmx, rmy) = face.landmarks
+    assert lex < nx < rex and lmx < rmx  # the image-left point of each pair first
+    assert max(ley, rey) < ny < min(lmy, rmy)  # eyes, then nose, then mouth, downwards
+    assert l <= min(lex, lmx) and max(rex, rmx) <= r and t <= min(ley, rey) and max(lmy, rmy) <= b
+
+
+def test_fixture_portrait_has_one_face():
+    from PIL import Image
+
+    image = Image.open(FIXTURES / "portrait.jpg")
+    faces = vd.detect_faces(image)
+    assert len(faces) == 1 and faces[0].score > 0.8
+    check_face_geometry(faces[0], *image.size)
+    # A face fills a good part of this portrait: the box is not a fragment.
+    assert faces[0].height > 0.2 * image.height
+
+
+def test_fixture_two_faces():
+    from PIL import Image
+
+    image = Image.open(FIXTURES / "two_faces.jpg")
+    faces = vd.detect_faces(image)
+    # The two men, and the girl at the lower right, who is as real a face.
+    assert len(faces) == 3
+    big = sorted(faces, key=lambda f: -f.width * f.height)[:2]
+    assert all(f.score > 0.8 for f in big)
+    assert max(f.box[0] for f in big) > min(f.box[2] for f in big)  # side by side, apart
+    for face in faces:
+        check_face_geometry(face, *image.size)
+    # A grey copy finds the same faces.
+    grey = np.asarray(image.convert("L"))
+    assert len(vd.detect_faces(grey)) == 3
+
+
+@needs_photos
+def test_finds_the_annotated_faces_in_a_group_photo():
+    truth = [(l, t, l + w, t + h) for l, t, w, h in json.loads((GROUPS / "boxes.json").read_text())["2008_001322.jpg"]]
+    image = load("2008_001322.jpg")
+    faces = vd.detect_faces(image)
+    assert all(isinstance(f, vd.Face) for f in faces)
+    assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+    for t in truth:
+        assert max(iou(f.box, t) for f in faces) >= 0.4
+    for f in faces:
+        l, t, r, b = f.box
+        assert 0 <= l < r <= image.shape[1] and 0 <= t < b <= image.shape[0]
+        eyes_y = np.mean([f.landmarks[0][1], f.landmarks[1][1]])
+        mouth_y = np.mean([f.landmarks[3][1], f.landmarks[4][1]])
+        assert t < eyes_y < mouth_y < b  # eyes above the mouth, inside the box
+    # The same photo as a PIL image, and with an alpha channel, gives the same faces.
+    from PIL import Image
+
+    assert vd.detect_faces(Image.fromarray(image)) == faces
+    rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+    assert vd.detect_faces(rgba) == faces
+
+
+@needs_photos
+def test_no_faces_on_the_dogs():
+    assert vd.detect_faces(load("dogs.jpg")) == []
+
+
+@needs_photos
+def test_tiles_find_small_faces_in_a_big_photo():
+    """A group photo shrunk to half (faces of about 18 px) in the middle of a
+    4000x3000 canvas: too small for the capped pass alone, found by tiles."""
+    from PIL import Image
+
+    photo = Image.fromarray(load("2008_004176.jpg"))
+    small = np.asarray(photo.resize((photo.width // 2, photo.height // 2), Image.Resampling.LANCZOS))
+    canvas = np.full((3000, 4000, 3), 127, np.uint8)
+    canvas[1400 : 1400 + small.shape[0], 1900 : 1900 + small.shape[1]] = small
+    truth = json.loads((GROUPS / "boxes.json").read_text())["2008_004176.jpg"]
+    truth = [(1900 + l / 2, 1400 + t / 2, 1900 + (l + w) / 2, 1400 + (t + h) / 2) for l, t, w, h in truth]
+
+    def recall(faces):
+        return sum(any(iou(f.box, t) >= 0.4 for f in faces) for t in truth)
+
+    assert recall(vd.detect_faces(canvas, tiles=False)) < len(truth) // 2
+    assert recall(vd.detect_faces(canvas, tiles=True)) == len(truth)
+
+
+def test_threads_get_exactly_the_serial_result(monkeypatch):
+    if (GROUPS / "boxes.json").is_file():
+        images = [load(name) for name in ("2008_002470.jpg", "2007_007763.jpg", "2009_004587.jpg")]
+        images.append(np.ascontiguousarray(np.tile(images[0], (3, 3, 1))))  # 1500x996: tiled too
+    else:
+        rng = np.random.default_rng(1)
+        images = [rng.integers(0, 256, (h, w, 3), np.uint8) for h, w in ((300, 400), (1200, 1300))]
+    serial = [vd.detect_faces(image) for image in images]
+    assert any(serial) or not (GROUPS / "boxes.json").is_file()
+    # Start with no session, so the threads also race to create it.
+    monkeypatch.setattr(vd, "_sessions", {})
+    results = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        results[k] = [vd.detect_faces(image) for image in images[k % len(images) :] + images[: k % len(images)]]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, got in enumerate(results):
+        shift = k % len(images)
+        assert got == serial[shift:] + serial[:shift]
