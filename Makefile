@@ -39,15 +39,17 @@ test-rust:
 test-python: install
 	$(BIN)/python -m pytest
 
+# VEIL_REQUIRE_WEB=1: a missing browser or page build fails the browser tests
+# instead of skipping them.
 test: install web test-rust
-	$(BIN)/python -m pytest
+	VEIL_REQUIRE_WEB=1 $(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python -m pip install --quiet -r benches/requirements-bench.txt
 	$(BIN)/python benches/bench_kernels.py
 
 lint:
-	cargo clippy -p veil-core -p veil-py -- -D warnings
+	cargo clippy -p veil-core -p veil-py -p veil-wasm -- -D warnings
 
 clean:
 	rm -rf target web/dist out
