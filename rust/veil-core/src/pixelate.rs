@@ -11,6 +11,7 @@ use crate::blur::restore_alpha;
 use crate::error::{Result, VeilError};
 use crate::image::ImageRef;
 use crate::parallel::for_each_band;
+use crate::simd::dispatch;
 
 /// Pixelates `src` into `dst` with square blocks of `block_px` pixels.
 /// Alpha is copied.
@@ -66,20 +67,35 @@ impl Grid {
     }
 }
 
-fn pixelate_band(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8]) {
+#[inline(always)]
+fn pixelate_band_impl(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8]) {
+    // Column sums of up to 257 rows of bytes fit in u16, which vectorises
+    // twice as wide as u32.
+    if grid.size <= 257 {
+        pixelate_rows::<u16>(src, grid, y0, band)
+    } else {
+        pixelate_rows::<u32>(src, grid, y0, band)
+    }
+}
+
+#[inline(always)]
+fn pixelate_rows<S>(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8])
+where
+    S: Copy + Default + std::ops::AddAssign + From<u8> + Into<u64>,
+{
     let (w, h, c) = (src.width, src.height, src.channels);
     let row_len = src.row_len();
     let y_end = y0 + band.len() / row_len;
-    let mut column_sums = vec![0u32; row_len];
+    let mut column_sums = vec![S::default(); row_len];
     let mut pattern = vec![0u8; row_len];
     let mut y = y0;
     while y < y_end {
         // The block row containing y, whole (it may extend past the band).
         let (by0, by1) = grid.block(y, grid.phase_y, h);
-        column_sums.iter_mut().for_each(|s| *s = 0);
+        column_sums.iter_mut().for_each(|s| *s = S::default());
         for sy in by0..by1 {
             for (s, &v) in column_sums.iter_mut().zip(src.row(sy)) {
-                *s += v as u32;
+                *s += S::from(v);
             }
         }
         let mut x = 0;
@@ -87,7 +103,7 @@ fn pixelate_band(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8]) {
             let (bx0, bx1) = grid.block(x, grid.phase_x, w);
             let count = ((bx1 - bx0) * (by1 - by0)) as u64;
             for ch in 0..c {
-                let sum: u64 = (bx0..bx1).map(|sx| column_sums[sx * c + ch] as u64).sum();
+                let sum: u64 = (bx0..bx1).map(|sx| column_sums[sx * c + ch].into()).sum();
                 // Round half up: (2 sum + n) / 2n.
                 let mean = ((2 * sum + count) / (2 * count)) as u8;
                 for px in bx0..bx1 {
@@ -104,6 +120,7 @@ fn pixelate_band(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8]) {
         y += rows_here;
     }
 }
+dispatch!(fn pixelate_band(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8]) => pixelate_band_impl);
 
 #[cfg(test)]
 mod tests {
