@@ -10,11 +10,33 @@ from __future__ import annotations
 from ._veil import __version__
 from .kernels import add_noise, box_blur, fill, gaussian_blur, pixelate
 
-__all__ = ["__version__", "gaussian_blur", "box_blur", "pixelate", "fill", "add_noise", "detect_faces", "Face"]
+__all__ = [
+    "__version__",
+    "gaussian_blur",
+    "box_blur",
+    "pixelate",
+    "fill",
+    "add_noise",
+    "detect_faces",
+    "Face",
+    "anonymize",
+    "anonymize_with_report",
+    "AnonymizeReport",
+    "KeepError",
+    "Method",
+]
 
 # Names served from submodules on first use, so `import veil` stays quick
 # and does not start onnxruntime.
-_LAZY = {"detect_faces": "detect", "Face": "detect"}
+_LAZY = {
+    "detect_faces": "detect",
+    "Face": "detect",
+    "anonymize": "anonymize",
+    "anonymize_with_report": "anonymize",
+    "AnonymizeReport": "anonymize",
+    "KeepError": "anonymize",
+    "Method": "anonymize",
+}
 
 
 def __getattr__(name: str):
