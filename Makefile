@@ -21,7 +21,7 @@ install: $(BIN)/python
 
 demo: install
 	mkdir -p out
-	$(BIN)/veil blur tests/fixtures/two_faces.jpg -o out/two_faces.veiled.jpg --json
+	$(BIN)/veil blur tests/fixtures/two_faces.jpg -o out/two_faces.veiled.jpg --overwrite --json
 	@echo "Wrote out/two_faces.veiled.jpg"
 
 web-deps: $(BIN)/python

@@ -186,7 +186,9 @@ def test_pixelate_download_hides_faces_and_strips_metadata(page, dirty_rotated_p
     got = open_photo(page, dirty_rotated_photo)
     # Orientation applied to the pixels: the page's photo is upright.
     assert (got["height"], got["width"]) == original.shape[:2] == (571, 800)
-    assert page.is_checked("input[name=method][value=pixelate]")
+    # Solid is the default (the measured-safest method); this test pixelates.
+    assert page.is_checked("input[name=method][value=solid]")
+    page.check("input[name=method][value=pixelate]")
 
     data = download(page, "#download-jpeg")
     out = Image.open(io.BytesIO(data))
@@ -344,7 +346,10 @@ def test_keyboard_toggles_moves_and_adds(page):
     page.keyboard.press("Delete")
     settle(page)
     assert len(region_buttons(page)) == n
-    # Every control can be reached with Tab.
+    # Every control can be reached with Tab. Strength applies to pixelate and
+    # blur (solid, the default, has none).
+    assert page.is_disabled("#strength")
+    page.check("input[name=method][value=pixelate]")
     page.focus("#strength")
     page.keyboard.press("ArrowRight")
     assert page.input_value("#strength") == "8"

@@ -318,6 +318,7 @@ for (const el of [ui.strength, ui.noise, ui.ellipse, ...document.querySelectorAl
     render();
   });
 }
+ui.strength.disabled = methodKind() === 'solid';
 
 // ------------------------------------------------- pointer interaction ----
 
