@@ -345,22 +345,29 @@ fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, geom: Geometry, j0: us
 #[inline(always)]
 fn reduce_columns<const C: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
     let cells = low.len() / C;
-    for i in 0..cells {
+    // Cells wholly inside the image: plain runs of k pixels, in order.
+    let first_inside = pad;
+    let inside = (w / k).min(cells.saturating_sub(first_inside));
+    let run = &acc[..inside * k * C];
+    let out = &mut low[first_inside * C..(first_inside + inside) * C];
+    for (cell, block) in out.chunks_exact_mut(C).zip(run.chunks_exact(k * C)) {
+        let mut sum = [0f32; C];
+        for px in block.chunks_exact(C) {
+            for ch in 0..C {
+                sum[ch] += px[ch];
+            }
+        }
+        for ch in 0..C {
+            cell[ch] = sum[ch] * norm;
+        }
+    }
+    // The rest reach past an edge and repeat the edge pixels.
+    for i in (0..cells).filter(|&i| i < first_inside || i >= first_inside + inside) {
         let start = (i as isize - pad as isize) * k as isize;
         let mut sum = [0f32; C];
-        if start >= 0 && start as usize + k <= w {
-            // Wholly inside the image: a plain run of k pixels.
-            let run = &acc[start as usize * C..(start as usize + k) * C];
-            for px in run.chunks_exact(C) {
-                for ch in 0..C {
-                    sum[ch] += px[ch];
-                }
-            }
-        } else {
-            for (x, n) in clamped_span(start, k, w) {
-                for ch in 0..C {
-                    sum[ch] += n * acc[x * C + ch];
-                }
+        for (x, n) in clamped_span(start, k, w) {
+            for ch in 0..C {
+                sum[ch] += n * acc[x * C + ch];
             }
         }
         for ch in 0..C {
@@ -397,20 +404,19 @@ fn enlarge_band_impl(low: &[f32], geom: Geometry, k: usize, pad: usize, width: u
     let mut held = [usize::MAX, usize::MAX];
     for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
         let (j0, j1, t) = reduced_position(y0 + yy, k, pad, geom.height);
+        // When the pair slides down by one, the old lower row is the new
+        // upper one: swap the buffers instead of recomputing.
+        if held[0] != j0 && held[1] == j0 {
+            wide.swap(0, 1);
+            held.swap(0, 1);
+        }
         for (slot, j) in [(0usize, j0), (1usize, j1)] {
             if held[slot] != j {
-                // Reuse the other slot's row when the window slides down by one.
-                let other = 1 - slot;
-                if held[other] == j {
-                    let (a, b) = wide.split_at_mut(1);
-                    if slot == 0 { a[0].copy_from_slice(&b[0]) } else { b[0].copy_from_slice(&a[0]) }
-                } else {
-                    let src = &low[j * geom.row_len()..(j + 1) * geom.row_len()];
-                    match c {
-                        1 => widen_columns::<1>(src, &columns, &mut wide[slot]),
-                        3 => widen_columns::<3>(src, &columns, &mut wide[slot]),
-                        _ => widen_columns::<4>(src, &columns, &mut wide[slot]),
-                    }
+                let src = &low[j * geom.row_len()..(j + 1) * geom.row_len()];
+                match c {
+                    1 => widen_columns::<1>(src, &columns, &mut wide[slot]),
+                    3 => widen_columns::<3>(src, &columns, &mut wide[slot]),
+                    _ => widen_columns::<4>(src, &columns, &mut wide[slot]),
                 }
                 held[slot] = j;
             }
@@ -418,13 +424,17 @@ fn enlarge_band_impl(low: &[f32], geom: Geometry, k: usize, pad: usize, width: u
         simd::lerp_narrow(out, &wide[0], &wide[1], t);
     }
 }
-/// Linear interpolation of one reduced row to full width.
+/// Linear interpolation of one reduced row to full width. `columns` holds,
+/// per output pixel, the offset of the reduced pixel at or before it (whose
+/// right neighbour exists: see `enlarge_band_impl`) and the fraction.
 #[inline(always)]
 fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mut [f32]) {
+    assert!(columns.iter().all(|&(i0, _)| i0 * C + 2 * C <= src.len()));
     for (px, &(i0, t)) in out.chunks_exact_mut(C).zip(columns) {
-        let pair = &src[i0 * C..i0 * C + 2 * C];
         for ch in 0..C {
-            px[ch] = pair[ch] + t * (pair[C + ch] - pair[ch]);
+            // SAFETY: i0 * C + 2C <= src.len(), checked above for every column.
+            let (a, b) = unsafe { (*src.get_unchecked(i0 * C + ch), *src.get_unchecked(i0 * C + C + ch)) };
+            px[ch] = a + t * (b - a);
         }
     }
 }
