@@ -1,0 +1,43 @@
+"""Type stubs for veil's compiled core (rust/veil-py). Use the public API in
+veil.kernels, veil.detect, veil.anonymize and veil.cloak; these functions
+only convert arguments, release the GIL and call veil-core."""
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+# Image kernels. `image` is a C-contiguous uint8 array of shape (H, W),
+# (H, W, 1), (H, W, 3) or (H, W, 4); a new array of the same shape is returned.
+def gaussian_blur(image: U8, sigma_px: float, threads: Optional[int] = None) -> U8: ...
+def box_blur(image: U8, radius_px: int, threads: Optional[int] = None) -> U8: ...
+def pixelate(image: U8, block_px: int, origin_x: int = 0, origin_y: int = 0, threads: Optional[int] = None) -> U8: ...
+def apply_to_regions(
+    image: U8,
+    method: str,
+    regions: Sequence[Tuple[float, float, float, float]],
+    *,
+    shape: str = "ellipse",
+    feather_px: float = 0.0,
+    sigma_px: Optional[float] = None,
+    radius_px: Optional[int] = None,
+    block_px: Optional[int] = None,
+    color: Optional[Tuple[int, int, int]] = None,
+    amount: Optional[int] = None,
+    seed: int = 0,
+    threads: Optional[int] = None,
+) -> U8: ...
+
+# CenterFace decoding. Inputs are the network's four (1, C, H/4, W/4) float32
+# outputs; faces come back as an (N, 15) float32 array: left, top, right,
+# bottom, score, then 5 landmarks as x, y pairs.
+def decode_centerface(
+    heatmap: F32, scale: F32, offset: F32, landmarks: F32, threshold: float, scale_x: float, scale_y: float
+) -> F32: ...
+def non_max_suppression(faces: F32, iou_threshold: float) -> F32: ...
