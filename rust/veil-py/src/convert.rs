@@ -84,7 +84,7 @@ impl<'py> ImageArg<'py> {
         out
     }
 
-    /// A new, uninitialised-by-contract (zeroed) array of the same shape.
+    /// A new array of the same shape, for a kernel to write every value of.
     pub fn new_out(&self, py: Python<'py>) -> Bound<'py, PyArrayDyn<u8>> {
         PyArrayDyn::<u8>::zeros(py, self.array.shape(), false)
     }
