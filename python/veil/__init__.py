@@ -1,8 +1,9 @@
 """veil: find every face in a photo and make it unrecognizable.
 
 Image kernels (``gaussian_blur``, ``box_blur``, ``pixelate``, ``fill``,
-``add_noise``) are imported at once; detection and anonymization load
-their models on first use.
+``add_noise``) are imported at once; detection (``detect_faces``),
+anonymization (``anonymize``) and cloaking (``cloak``) load their models on
+first use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ __all__ = [
     "AnonymizeReport",
     "KeepError",
     "Method",
+    "cloak",
+    "cloak_with_report",
 ]
 
 # Names served from submodules on first use, so `import veil` stays quick
@@ -36,6 +39,8 @@ _LAZY = {
     "AnonymizeReport": "anonymize",
     "KeepError": "anonymize",
     "Method": "anonymize",
+    "cloak": "cloak",
+    "cloak_with_report": "cloak",
 }
 
 

@@ -76,8 +76,6 @@ import inspect
 import math
 import numbers
 import os
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
@@ -86,6 +84,7 @@ import numpy as np
 
 from . import _veil
 from . import io as _io
+from ._callable import make_callable
 
 __all__ = [
     "Method",
@@ -811,18 +810,4 @@ def _read(image: Any, max_pixels: Optional[int]):
     )
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``veil.anonymize(...)`` work whichever object the name holds.
-
-    ``veil.anonymize`` is meant to be the function (``__init__`` serves it
-    lazily), but importing this submodule by any route (``from
-    veil.anonymize import Method``, or ``veil.anonymize_with_report``) makes
-    Python bind the *module* to the same attribute of the package. Making
-    the module callable keeps ``veil.anonymize(image)`` working either way.
-    """
-
-    def __call__(self, image: ImageInput, **options: Any) -> Any:
-        return anonymize(image, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, "anonymize")

@@ -10,6 +10,7 @@ pub mod parallel;
 mod simd;
 
 pub mod blur;
+pub mod cloak;
 pub mod detect;
 pub mod fill;
 pub mod pixelate;

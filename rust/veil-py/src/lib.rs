@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod cloak;
 mod convert;
 mod detect;
 mod kernels;
@@ -11,6 +12,7 @@ mod kernels;
 fn _veil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kernels::register(m)?;
     detect::register(m)?;
+    cloak::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
