@@ -84,7 +84,9 @@ import numpy as np
 
 from . import _veil
 from . import io as _io
+from . import _same_kind
 from ._callable import make_callable
+from ._same_kind import sibling_path
 
 __all__ = [
     "Method",
@@ -539,20 +541,7 @@ def default_output_path(path: Union[str, "os.PathLike[str]"], format: Optional[s
     it names that format (``.jpeg`` stays ``.jpeg``). The name always differs
     from the input's, so it can never be the input.
     """
-    source = Path(os.fspath(path))
-    suffix = source.suffix
-    try:
-        own = _io.output_format_for(None, source) if suffix else None
-    except ValueError:  # .heic, .gif: read, not written
-        own = None
-    fmt = _io.output_format_for(format) if format is not None else None
-    if fmt is None:
-        fmt = own or _io.output_format_for(_READ_FORMAT_BY_SUFFIX.get(suffix.lower()))
-    ext = suffix if own == fmt else _io.extension_for(fmt)
-    return source.with_name(source.name[: len(source.name) - len(suffix)] + OUTPUT_SUFFIX + ext)
-
-
-_READ_FORMAT_BY_SUFFIX = {".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF", ".avif": "AVIF", ".gif": "GIF"}
+    return sibling_path(path, OUTPUT_SUFFIX, format)
 
 
 # --------------------------------------------------------------------------
@@ -693,26 +682,9 @@ def anonymize_with_report(
         detect_options["max_side_px"] = max_side_px
 
     # Read, remembering how to hand back the same kind.
-    kind, loaded, original_shape, pil_mode = _read(image, max_pixels)
-    if kind != "path" and output is not None:
-        raise TypeError("output= is for path inputs; for other inputs the result is returned")
-    out_format = None
-    target: Optional[Path] = None
-    if kind == "path":
-        if output is not None:
-            target = Path(os.fspath(output))
-            out_format = _io.output_format_for(loaded.format, target)
-            if format is not None and format != out_format:
-                raise ValueError(
-                    f"format={format!r} does not match the output's extension {target.suffix!r} ({out_format})"
-                )
-        else:
-            out_format = format or _io.output_format_for(loaded.format)
-            target = default_output_path(os.fspath(image), out_format)
-        if not overwrite and os.path.lexists(target):
-            raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
-    elif kind == "bytes":
-        out_format = format or _io.output_format_for(loaded.format)
+    source = _same_kind.read(image, max_pixels=max_pixels, output=output, format=format, overwrite=overwrite,
+                             suffix=OUTPUT_SUFFIX)
+    loaded = source.loaded
 
     pixels = loaded.pixels  # veil's own writeable copy
     if given_faces is None:
@@ -746,21 +718,11 @@ def anonymize_with_report(
         shape=shape,
         mask_scale=mask_scale,
         seed=seed,
-        output=target,
-        output_format=out_format,
+        output=source.target,
+        output_format=source.out_format,
         notes=tuple(loaded.notes),
     )
-    if kind == "array":
-        return pixels.reshape(original_shape), report
-    if kind == "pil":
-        from PIL import Image
-
-        return Image.fromarray(pixels[:, :, 0] if pil_mode == "L" else pixels, pil_mode), report
-    if kind == "bytes":
-        return _io.encode_image(pixels, out_format, quality=quality), report
-    assert target is not None
-    written = _io.save_image(pixels, target, format=out_format, quality=quality, overwrite=overwrite)
-    return written, report
+    return _same_kind.give_back(source, pixels, quality=quality, overwrite=overwrite), report
 
 
 # `anonymize` forwards to `anonymize_with_report`; show the real parameters in
@@ -784,29 +746,6 @@ def _region(
         size_px=size,
         params=_method_params(method, strength, size, color),
         feather_px=float(min(edge, MAX_FEATHER_PX)),
-    )
-
-
-def _read(image: Any, max_pixels: Optional[int]):
-    """(kind, LoadedImage, the array's original shape, PIL mode)."""
-    if isinstance(image, np.ndarray):
-        loaded = _io.load_image(image)  # checks dtype and layout; copies
-        return "array", loaded, image.shape, None
-    if isinstance(image, (str, os.PathLike)):
-        return "path", _io.load_image(image, max_pixels=max_pixels), None, None
-    if isinstance(image, (bytes, bytearray, memoryview)) or hasattr(image, "read"):
-        return "bytes", _io.load_image(image, max_pixels=max_pixels), None, None
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        loaded = _io.load_image(image, max_pixels=max_pixels)
-        mode = {1: "L", 3: "RGB", 4: "RGBA"}[loaded.channels]
-        return "pil", loaded, None, mode
-    raise TypeError(
-        "image must be a numpy uint8 array, a PIL image, encoded bytes, a binary file or a path, "
-        f"not {type(image).__name__}"
     )
 
 

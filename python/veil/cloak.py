@@ -152,7 +152,9 @@ import numpy as np
 
 from . import _veil
 from . import io as _io
+from . import _same_kind
 from ._callable import make_callable
+from ._same_kind import sibling_path
 
 __all__ = [
     "MODES",
@@ -748,15 +750,7 @@ def _check_ensemble(ensemble: object) -> Tuple[str, ...]:
 def cloaked_output_path(path: Union[str, "os.PathLike[str]"], format: Optional[str] = None) -> Path:
     """Where a cloaked copy of ``path`` goes by default: beside it, named
     ``<name>.cloaked<ext>``; never the input itself."""
-    source = Path(os.fspath(path))
-    suffix = source.suffix
-    try:
-        own = _io.output_format_for(None, source) if suffix else None
-    except ValueError:
-        own = None
-    fmt = _io.output_format_for(format) if format is not None else (own or "JPEG")
-    ext = suffix if own == fmt else _io.extension_for(fmt)
-    return source.with_name(source.name[: len(source.name) - len(suffix)] + OUTPUT_SUFFIX + ext)
+    return sibling_path(path, OUTPUT_SUFFIX, format)
 
 
 def embed_face(rgb: np.ndarray, landmarks: Any, model: str, *, threads: Optional[int] = None) -> np.ndarray:
@@ -779,10 +773,9 @@ def _target_embeddings(target: Any, recs: Sequence[_Recognizer], threads: int) -
                 raise ValueError(f"target[{r.name!r}] must be a finite nonzero vector of {r.sidecar['output']['size']} values")
             out.append(e / np.linalg.norm(e))
         return out
-    from .anonymize import _read
     from .detect import detect_faces
 
-    _, loaded, _, _ = _read(target, None)
+    loaded = _same_kind.read(target).loaded
     rgb = loaded.pixels[:, :, :3] if loaded.pixels.shape[2] >= 3 else np.repeat(loaded.pixels, 3, axis=2)
     found = detect_faces(rgb)
     if not found:
@@ -873,24 +866,9 @@ def cloak_with_report(
         _io.extension_for(format)
         format = _io.output_format_for(format)
 
-    from .anonymize import _read
-
-    kind, loaded, original_shape, pil_mode = _read(image, max_pixels)
-    if kind != "path" and output is not None:
-        raise TypeError("output= is for path inputs; for other inputs the result is returned")
-    out_format = None
-    target_path: Optional[Path] = None
-    if kind == "path":
-        if output is not None:
-            target_path = Path(os.fspath(output))
-            out_format = _io.output_format_for(loaded.format, target_path)
-        else:
-            out_format = format or _io.output_format_for(loaded.format)
-            target_path = cloaked_output_path(os.fspath(image), out_format)
-        if not overwrite and os.path.lexists(target_path):
-            raise FileExistsError(f"{str(target_path)!r} already exists; pass overwrite=True to replace it")
-    elif kind == "bytes":
-        out_format = format or _io.output_format_for(loaded.format)
+    source = _same_kind.read(image, max_pixels=max_pixels, output=output, format=format, overwrite=overwrite,
+                             suffix=OUTPUT_SUFFIX)
+    loaded = source.loaded
 
     recs = [_recognizer(n) for n in names]
     targets = None if target is None else _target_embeddings(target, recs, n_threads)
@@ -973,21 +951,11 @@ def cloak_with_report(
         faces_found=len(found),
         faces=tuple(reports),
         ssim=whole_ssim,
-        output=target_path,
-        output_format=out_format,
+        output=source.target,
+        output_format=source.out_format,
         notes=tuple(loaded.notes),
     )
-    if kind == "array":
-        return result.reshape(original_shape), report
-    if kind == "pil":
-        from PIL import Image
-
-        return Image.fromarray(result[:, :, 0] if pil_mode == "L" else result, pil_mode), report
-    if kind == "bytes":
-        return _io.encode_image(result, out_format, quality=quality), report
-    assert target_path is not None
-    written = _io.save_image(result, target_path, format=out_format, quality=quality, overwrite=overwrite)
-    return written, report
+    return _same_kind.give_back(source, result, quality=quality, overwrite=overwrite), report
 
 
 def _whole_ssim(before: np.ndarray, after: np.ndarray, regions: Sequence[Tuple[int, int, int, int]]) -> float:
