@@ -1,8 +1,8 @@
 """Make every face in a photo unrecognizable, and strip what identifies the file.
 
 :func:`anonymize` finds the faces (:func:`veil.detect.detect_faces`), covers
-each with a method (``"pixelate"``, ``"gaussian_blur"``, ``"box_blur"`` or
-``"fill"``), adds seeded noise on top, and hands back the same kind of thing
+each with a method (``"fill"``, the default, ``"pixelate"``, ``"gaussian_blur"``
+or ``"box_blur"``), optionally adds seeded noise, and hands back the same kind of thing
 it was given: a numpy array, a PIL image, encoded bytes (re-encoded by
 :mod:`veil.io`, metadata-free), or a path (a new, metadata-free file is
 written and its path returned). :func:`anonymize_with_report` does the same
