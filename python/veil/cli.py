@@ -743,7 +743,7 @@ def _add_web(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port", type=_number(int, 0, 65535), default=8000, help="port, 0 picks a free one (default: %(default)s)"
     )
-    p.add_argument("--root", default=None, help="folder of the built page (default: the one that ships with veil)")
+    p.add_argument("--root", default=None, help="folder of the built page (default: $VEIL_WEB_ROOT, else veil/_web in an installed package, else web/dist of the source checkout, built by `make web`)")
     p.set_defaults(run=_run_web, subparser=p)
 
 
