@@ -79,6 +79,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from veil.detect import box_iou
+
 # The shared photos sit beside the repository, at ../shared/data/faces.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
@@ -219,16 +221,6 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two (left, top, right, bottom) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def _seed(name: str) -> int:
     # Per photo, independent of the order photos are visited in.
     return zlib.crc32(name.encode())
@@ -265,7 +257,7 @@ def prepare_subject(rec: Recognizer, path: Path, name: str) -> Tuple[Optional[Su
     descriptor = rec.descriptors([rec.chip(crop, shape)])[0]
 
     faces = detect_faces(crop)
-    overlaps = [iou(f.box, rect) for f in faces]
+    overlaps = [box_iou(f.box, rect) for f in faces]
     if not overlaps or max(overlaps) < 0.3:
         # Anonymize would leave this face untouched: a detection miss, which
         # bench_recall.py measures; here it would only blur the comparison.
@@ -406,7 +398,7 @@ def _redetected(image: np.ndarray, faces: list) -> Tuple[int, int]:
     found = detect_faces(image, threshold=min(EAGER_THRESHOLD, DEFAULT_THRESHOLD))
     hits_default = hits_eager = 0
     for face in faces:
-        best = [d.score for d in found if iou(d.box, face.box) >= HIT_IOU]
+        best = [d.score for d in found if box_iou(d.box, face.box) >= HIT_IOU]
         hits_eager += bool(best)
         hits_default += any(s >= DEFAULT_THRESHOLD for s in best)
     return hits_default, hits_eager

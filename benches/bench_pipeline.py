@@ -60,6 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from veil.detect import box_iou
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "faces" / "groups"
 SPEED_PHOTOS = ("obama_and_biden.jpg", "bald_guys.jpg", "two_people.jpg", "dogs.jpg")
@@ -154,21 +156,12 @@ def best_of(repeat: int, cmd: list, out: Path) -> tuple:
     return min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs)
 
 
-def iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def hits(dets, truth) -> int:
     """Greedy one-to-one matching, best score first."""
     free = list(truth)
     count = 0
     for d in sorted(dets, key=lambda d: -d[4]):
-        scored = [(iou(d, t), j) for j, t in enumerate(free)]
+        scored = [(box_iou(d, t), j) for j, t in enumerate(free)]
         if scored:
             best, j = max(scored)
             if best >= HIT_IOU:

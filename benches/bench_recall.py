@@ -36,18 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+from veil.detect import box_iou
+
 # The shared photos sit beside the repository, at ../shared/data/faces.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "groups"
 HIT_IOU = 0.4
-
-
-def iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def match(dets, truth):
@@ -59,7 +52,7 @@ def match(dets, truth):
         best, best_iou = None, HIT_IOU
         for j, t in enumerate(truth):
             if j not in used:
-                v = iou(d, t)
+                v = box_iou(d, t)
                 if v >= best_iou:
                     best, best_iou = j, v
         if best is not None:
@@ -121,7 +114,7 @@ def evaluate(detect, photos, crowd, far_crowd, dogs):
             seconds.append(time.process_time() - start)
             h, pairs = match(dets, truth)
             hits, n_dets, n_truth = hits + h, n_dets + len(dets), n_truth + len(truth)
-            ious += [iou(d, t) for d, t in pairs]
+            ious += [box_iou(d, t) for d, t in pairs]
             ratios += [((d[3] - d[1]) / (d[2] - d[0])) / ((t[3] - t[1]) / (t[2] - t[0])) for d, t in pairs]
         row[key] = (hits, n_truth, n_dets, float(np.mean(ious)) if ious else 0.0,
                     float(np.mean(ratios)) if ratios else 0.0, float(np.mean(seconds)))

@@ -22,15 +22,6 @@ GROUPS = FACES / "groups"
 needs_photos = pytest.mark.skipif(not (GROUPS / "boxes.json").is_file(), reason="shared face photos absent")
 
 
-def iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def load(name: str) -> np.ndarray:
     from PIL import Image
 
@@ -270,7 +261,7 @@ def test_finds_the_annotated_faces_in_a_group_photo():
     assert all(isinstance(f, vd.Face) for f in faces)
     assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
     for t in truth:
-        assert max(iou(f.box, t) for f in faces) >= 0.4
+        assert max(vd.box_iou(f.box, t) for f in faces) >= 0.4
     for f in faces:
         l, t, r, b = f.box
         assert 0 <= l < r <= image.shape[1] and 0 <= t < b <= image.shape[0]
@@ -304,7 +295,7 @@ def test_tiles_find_small_faces_in_a_big_photo():
     truth = [(1900 + l / 2, 1400 + t / 2, 1900 + (l + w) / 2, 1400 + (t + h) / 2) for l, t, w, h in truth]
 
     def recall(faces):
-        return sum(any(iou(f.box, t) >= 0.4 for f in faces) for t in truth)
+        return sum(any(vd.box_iou(f.box, t) >= 0.4 for f in faces) for t in truth)
 
     assert recall(vd.detect_faces(canvas, tiles=False)) < len(truth) // 2
     assert recall(vd.detect_faces(canvas, tiles=True)) == len(truth)
@@ -336,3 +327,10 @@ def test_threads_get_exactly_the_serial_result(monkeypatch):
     for k, got in enumerate(results):
         shift = k % len(images)
         assert got == serial[shift:] + serial[:shift]
+
+
+def test_box_iou_of_known_boxes():
+    assert vd.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert vd.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert vd.box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0
+    assert vd.box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0

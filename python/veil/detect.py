@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _veil
 
-__all__ = ["Face", "detect_faces", "DEFAULT_THRESHOLD", "DEFAULT_MAX_SIDE_PX"]
+__all__ = ["Face", "detect_faces", "box_iou", "DEFAULT_THRESHOLD", "DEFAULT_MAX_SIDE_PX"]
 
 # Chosen by measurement (benches/bench_recall.py). Threshold: the annotated
 # faces all score above 0.5, but real unannotated faces in the backgrounds
@@ -103,6 +103,17 @@ class Face:
 
 _sessions: dict = {}
 _sessions_lock = threading.Lock()
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(left, top, right, bottom)`` boxes
+    (0 when they do not overlap): how detections are matched to labels."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _model_bytes() -> bytes:
