@@ -135,7 +135,6 @@ Thread safety
 
 from __future__ import annotations
 
-import hashlib
 import io as _stdio
 import json
 import math
@@ -154,6 +153,7 @@ from . import _veil
 from . import io as _io
 from . import _same_kind
 from ._callable import make_callable
+from ._models import read_verified
 from ._same_kind import sibling_path
 
 __all__ = [
@@ -246,14 +246,7 @@ class _Recognizer:
         self._lock = threading.Lock()
 
     def _load(self, file: str, sha256: str) -> bytes:
-        data = self._base.joinpath(file).read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
-            raise RuntimeError(
-                f"veil's recognizer models/recognizers/{file} is damaged or was replaced: its sha256 is "
-                f"{digest}, expected {sha256}. Reinstall veil."
-            )
-        return data
+        return read_verified(f"recognizers/{file}", sha256, "recognizer")
 
     def session(self, kind: str, threads: int):
         key = (kind, threads)

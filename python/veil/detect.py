@@ -25,16 +25,15 @@ Decoding the network's output and the suppression run in Rust
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _veil
+from ._models import read_verified
 
 __all__ = ["Face", "detect_faces", "box_iou", "DEFAULT_THRESHOLD", "DEFAULT_MAX_SIDE_PX"]
 
@@ -117,14 +116,7 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _model_bytes() -> bytes:
-    data = resources.files(__package__).joinpath("models", MODEL_FILE).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != MODEL_SHA256:
-        raise RuntimeError(
-            f"veil's face detection model models/{MODEL_FILE} is damaged or was replaced: "
-            f"its sha256 is {digest}, expected {MODEL_SHA256}. Reinstall veil."
-        )
-    return data
+    return read_verified(MODEL_FILE, MODEL_SHA256, "face detection model")
 
 
 def _resolve_providers(providers: Optional[Sequence[str]]) -> Tuple[str, ...]:
