@@ -42,6 +42,7 @@ test-python: install
 # VEIL_REQUIRE_WEB=1: a missing browser or page build fails the browser tests
 # instead of skipping them.
 test: install web test-rust
+	$(BIN)/python -m pip install --quiet -r requirements-ray.txt
 	VEIL_REQUIRE_WEB=1 $(BIN)/python -m pytest
 
 bench: install

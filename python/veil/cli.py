@@ -25,6 +25,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -525,7 +526,27 @@ def _add_blur(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--require-faces", action="store_true", help="fail (write nothing) for a photo where no face is found"
     )
+    g = p.add_argument_group("many photos, many machines (needs the extra: pip install 'veil[ray]')")
+    g.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="run on a Ray cluster (ADDRESS, e.g. ray://head:10001 or auto; default: RAY_ADDRESS, else a "
+        "local one); needs --out-dir on a folder every node sees; a rerun skips complete outputs",
+    )
+    g.add_argument(
+        "--ray-actors", type=_number(int, 1, 100_000), default=None, metavar="N",
+        help="size of the Ray actor pool (default: one per GPU if the cluster has GPUs, else one per CPU)",
+    )
     p.set_defaults(run=_run_blur, subparser=p)
+
+
+def _ray_address_given(argv: List[str]) -> List[str]:
+    """``--ray`` takes an optional ADDRESS; a photo named after it is not one."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        nxt = out[i + 1]
+        if arg == "--ray" and not (nxt in ("auto", "local") or "://" in nxt or re.fullmatch(r"[\w.-]+:\d+", nxt)):
+            out[i] = "--ray="
+    return out
 
 
 def _blur_settings(args: argparse.Namespace) -> dict:
@@ -548,10 +569,57 @@ def _blur_settings(args: argparse.Namespace) -> dict:
     }
 
 
-def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def blur_one(source, label: str, args: argparse.Namespace, place: Callable[[Optional[str]], Tuple[Path, str]]):
+    """One photo through ``veil blur``: decode ``source`` (a path or a named
+    binary file object; ``label`` names it in the record), ask ``place(input_format)`` for the output path and
+    format (it raises to refuse), cover the faces, and write atomically.
+    Returns (report record, :class:`AnonymizationReport`). The command and
+    :mod:`veil.ray` both call it, so both write the same bytes."""
     from . import io
     from .anonymize import anonymize_with_report
 
+    loaded = io.load_image(source)
+    target, fmt = place(loaded.format)  # refuse before the slow part
+    result, report = anonymize_with_report(
+        loaded.pixels,
+        method=args.method, strength=args.strength, noise=args.noise, shape=args.shape,
+        mask_scale=args.mask_scale, feather=args.feather, feather_px=args.feather_px, color=args.color,
+        add_regions=args.add_region, keep=args.keep, seed=args.seed,
+        threshold=args.threshold, max_side_px=args.max_side_px, tiles=args.tiles,
+    )
+    if not report.faces and args.require_faces:
+        raise ValueError("no face found (--require-faces); nothing written")
+    if target.parent != Path("") and not target.parent.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    io.save_image(result, target, format=fmt, quality=args.quality, overwrite=args.overwrite or args.in_place)
+    summary = report.to_dict()
+    record = {
+        "input": label,
+        "status": "done",
+        "output": str(target),
+        "format": fmt,
+        "width": summary["width"],
+        "height": summary["height"],
+        "faces": summary["faces"],
+        "regions": summary["regions"],
+        "method": report.method,
+        "strength": report.strength,
+        "noise": report.noise,
+        "notes": summary["notes"],
+        "warnings": [],
+    }
+    if not report.faces:
+        record["warnings"].append("no face found; only the metadata was removed")
+    return record, report
+
+
+def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.ray is not None:
+        try:
+            from .ray import run_from_command
+        except ImportError as exc:
+            parser.error(f"--ray needs Ray: pip install 'veil[ray]' ({exc})")
+        return run_from_command(args, parser)
     _check_output_choice(args, parser)
     jobs, failures = collect_inputs(args.inputs, args.recursive)
     console = Console()
@@ -560,38 +628,9 @@ def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     planner = OutputPlanner(args, jobs)
 
     def work(job: Job) -> dict:
-        loaded = io.load_image(job.path)
-        target, fmt = planner.target(job, loaded.format)  # refuse before the slow part
-        result, report = anonymize_with_report(
-            loaded.pixels,
-            method=args.method, strength=args.strength, noise=args.noise, shape=args.shape,
-            mask_scale=args.mask_scale, feather=args.feather, feather_px=args.feather_px, color=args.color,
-            add_regions=args.add_region, keep=args.keep, seed=args.seed,
-            threshold=args.threshold, max_side_px=args.max_side_px, tiles=args.tiles,
-        )
-        if not report.faces and args.require_faces:
-            raise ValueError("no face found (--require-faces); nothing written")
-        if target.parent != Path("") and not target.parent.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-        io.save_image(result, target, format=fmt, quality=args.quality, overwrite=args.overwrite or args.in_place)
-        summary = report.to_dict()
-        record = {
-            "input": job.label,
-            "status": "done",
-            "output": str(target),
-            "format": fmt,
-            "width": summary["width"],
-            "height": summary["height"],
-            "faces": summary["faces"],
-            "regions": summary["regions"],
-            "method": report.method,
-            "strength": report.strength,
-            "noise": report.noise,
-            "notes": summary["notes"],
-            "warnings": [],
-        }
+        record, report = blur_one(job.path, job.label, args, lambda input_format: planner.target(job, input_format))
+        target = record["output"]
         if not report.faces:
-            record["warnings"].append("no face found; only the metadata was removed")
             console.say(f"veil: {job.label}: no face found; wrote {target} with only its metadata removed")
         if not args.json:
             n, k = len(report.faces), len(report.kept)
@@ -795,7 +834,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs ``veil`` with ``argv`` (default: the command line); returns the
     exit code (0 done, 1 some photos failed, 2 usage error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_ray_address_given(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
