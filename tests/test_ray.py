@@ -36,11 +36,12 @@ pytestmark = [
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def veil(*args, timeout=300) -> subprocess.CompletedProcess:
+def veil(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="error")
     env.pop("RAY_ADDRESS", None)
     return subprocess.run(
-        [sys.executable, "-m", "veil", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "veil", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
     )
 
 
@@ -99,12 +100,8 @@ def make_archive(folder: Path) -> None:
 
 
 def outputs(folder: Path) -> dict:
-    """Every output file (relative name -> bytes), veil's state folder aside."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and ".veil-ray" not in p.parts
-    }
+    """Every file in an output folder (relative name -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def comparable(records: list, out_dir: Path) -> list:
@@ -160,7 +157,7 @@ def test_same_report_and_bytes_as_the_serial_command(cluster, archive, tmp_path)
         assert scan_metadata(got[name]) == []
     for secret in (F.SECRET_SERIAL, F.SECRET_XMP, F.SECRET_COMMENT, F.SECRET_TRAILER, F.SECRET_PNG_TEXT):
         assert not any(secret in data for data in got.values())
-    lines = (out / ".veil-ray" / "report.jsonl").read_text().splitlines()
+    lines = (tmp_path / "out.veil-ray" / "report.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == report["files"]
     assert not [p for p in out.rglob("*.veil-tmp")]
 
@@ -202,7 +199,7 @@ def test_killed_worker_then_rerun_gives_the_complete_clean_set(cluster, archive,
 
     root, serial = archive
     out = tmp_path / "out"
-    done_dir = out / ".veil-ray" / "done"
+    done_dir = tmp_path / "out.veil-ray" / "done"
     outcome: dict = {}
 
     def first_run() -> None:
@@ -266,8 +263,8 @@ def test_an_existing_foreign_output_is_refused_and_our_own_is_adopted(cluster, a
     assert by_name["photo01.png"]["status"] == "done"
     assert by_name["photo06.jpg"]["status"] == "done"
     assert (out / "photo06.jpg").read_bytes() == (root / "serial" / "photo06.jpg").read_bytes()
-    assert sorted(p.name for p in out.iterdir() if p.name != ".veil-ray") == ["photo00.jpg", "photo01.png", "photo06.jpg"]
-    assert not [p for p in out.rglob("*") if "scratch" in p.parts and p.is_file()]
+    assert sorted(p.name for p in out.iterdir()) == ["photo00.jpg", "photo01.png", "photo06.jpg"]
+    assert not [p for p in (tmp_path / "out.veil-ray").rglob("*") if "scratch" in p.parts and p.is_file()]
 
 
 def test_command_joins_a_cluster_and_prints_a_json_summary(cluster, archive, tmp_path):
@@ -277,13 +274,15 @@ def test_command_joins_a_cluster_and_prints_a_json_summary(cluster, archive, tmp
     for name in ("photo00.jpg", "photo05.jpeg", "text.jpg"):
         (src / name).write_bytes((root / "in" / name).read_bytes())
     address = ray.get_runtime_context().gcs_address
-    r = veil("blur", "--ray", address, src, "--out-dir", tmp_path / "out", "--json", "--ray-actors", "1")
+    # Relative paths, as a user types them: they mean the same in the actors.
+    r = veil("blur", "--ray", address, "in", "--out-dir", "out", "--json", "--ray-actors", "1", cwd=tmp_path)
     assert r.returncode == 1, r.stderr  # text.jpg fails
     assert r.stdout.startswith("{"), (r.stdout[:2000], r.stderr[-3000:])
     report = json.loads(r.stdout)
     assert report["summary"]["done"] == 2 and report["summary"]["failed"] == 1
     assert report["ray"]["actors"] == 1
-    assert "text.jpg" in report["failed"][0]["input"]
+    assert report["failed"][0]["input"] == "in/text.jpg"
+    assert report["files"][0]["output"] == "out/photo00.jpg"
     assert "photos/s" in r.stderr
     assert (tmp_path / "out" / "photo00.jpg").read_bytes() == (root / "serial" / "photo00.jpg").read_bytes()
 

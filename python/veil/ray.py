@@ -15,7 +15,7 @@ scanner run on every output before it is written, atomic writes, and a
 failed file is a report row with its reason, never a crash of the job.
 
 Resuming. After each output is written, a small manifest entry
-(``DIR/.veil-ray/done/``) records the input's sha256, the settings and the
+(``DIR.veil-ray/done/``, beside the output folder) records the input's sha256, the settings and the
 output's sha256. A rerun skips a file whose output exists, matches its
 entry, decodes fully and passes the metadata scanner; it removes the
 temporary files an interrupted write left behind, and redoes the rest. An
@@ -24,9 +24,11 @@ entry) is adopted only if anonymizing the input again gives exactly its
 bytes; otherwise it is refused like any existing file (``--overwrite``).
 
 Outputs go to a local folder, which on a cluster must be one that every
-node mounts at the same path (NFS, a shared disk). Inputs may be local or on
-any pyarrow filesystem (``filesystem=``). Run one job per output folder at a
-time: a job removes the temporary files it finds there when it starts.
+node mounts at the same path (NFS, a shared disk); the manifest and the
+report go beside it (:func:`state_dir`), so the output folder holds nothing
+but anonymized photos. Inputs may be local or on any pyarrow filesystem
+(``filesystem=``). Run one job per output folder at a time: a job removes
+the temporary files it finds there when it starts.
 """
 
 from __future__ import annotations
@@ -48,11 +50,16 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import ray  # the Ray package (this module is veil.ray; imports are absolute)
 
-__all__ = ["anonymize_dataset", "STATE_DIR"]
+__all__ = ["anonymize_dataset", "state_dir"]
 
-#: Hidden folder inside the output folder holding the manifest, the report and
-#: scratch space. Hidden, so that ``veil blur DIR`` never reads it as photos.
-STATE_DIR = ".veil-ray"
+
+def state_dir(out_dir: str) -> Path:
+    """Where a run keeps its manifest, report and scratch space: beside the
+    output folder (``OUT`` -> ``OUT.veil-ray``), never inside it, so that the
+    folder of anonymized photos can be published as it is (the manifest
+    names the inputs, and their names can identify)."""
+    out = Path(os.path.abspath(out_dir))
+    return out.parent / f"{out.name}.veil-ray"
 
 #: A temporary file of :func:`veil.io.save_image` or of the manifest.
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.veil-tmp$")
@@ -176,8 +183,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _entry_path(out_dir: Path, label: str) -> Path:
-    return out_dir / STATE_DIR / "done" / f"{_sha256(label.encode())[:40]}.json"
+def _entry_path(state: Path, label: str) -> Path:
+    return state / "done" / f"{_sha256(label.encode())[:40]}.json"
 
 
 def _write_json_atomically(data: dict, target: Path) -> None:
@@ -221,21 +228,21 @@ def output_is_complete(path: Path, sha256: Optional[str] = None) -> bool:
     return scan_metadata(data) == []
 
 
-def remove_stale_temporaries(out_dir: Path) -> int:
-    """Removes what interrupted writes left in ``out_dir`` (temporary files of
-    outputs and manifest entries, scratch copies). Returns how many."""
+def remove_stale_temporaries(out_dir: Path, state: Path) -> int:
+    """Removes what interrupted writes left in ``out_dir`` and ``state``
+    (temporary files of outputs and manifest entries, scratch copies).
+    Returns how many."""
     import shutil
 
     removed = 0
-    if not out_dir.is_dir():
-        return 0
-    for folder, dirs, names in os.walk(out_dir):
-        for name in names:
-            if _TEMP_NAME.match(name):
-                with _suppress_missing():
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-    scratch = out_dir / STATE_DIR / "scratch"
+    for top in (out_dir, state):
+        for folder, dirs, names in os.walk(top):
+            for name in names:
+                if _TEMP_NAME.match(name):
+                    with _suppress_missing():
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+    scratch = state / "scratch"
     if scratch.exists():
         removed += sum(1 for p in scratch.rglob("*") if p.is_file())
         shutil.rmtree(scratch, ignore_errors=True)
@@ -260,12 +267,16 @@ class Anonymizer:
     batches of ``{"index", "path", "relative", "label"}`` rows and returns
     ``{"index", "record"}`` (the report record as JSON)."""
 
-    def __init__(self, args: argparse.Namespace, inputs: Sequence[str], filesystem=None) -> None:
+    def __init__(self, args: argparse.Namespace, inputs: Sequence[str], cwd: str, filesystem=None) -> None:
         from . import detect
         from .cli import Job, OutputPlanner
 
+        # Relative paths mean what they meant where the job was started (a
+        # Ray worker starts in a folder of Ray's own).
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
         self.args = args
-        self.out_dir = Path(args.out_dir)
+        self.state = state_dir(args.out_dir)
         self.filesystem = filesystem
         self.digest = _settings_digest(args)
         self.session = detect._session()  # onnxruntime, once per actor
@@ -276,7 +287,7 @@ class Anonymizer:
         named = copy.copy(args)
         named.overwrite = True
         self.namer = OutputPlanner(named, [Job(Path(p), Path(p), p) for p in inputs])
-        self.scratch = self.out_dir / STATE_DIR / "scratch" / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.scratch = self.state / "scratch" / f"{os.getpid()}-{secrets.token_hex(4)}"
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         import numpy as np
@@ -299,7 +310,7 @@ class Anonymizer:
 
         data = _read(path, self.filesystem)
         input_sha = _sha256(data)
-        entry_path = _entry_path(self.out_dir, label)
+        entry_path = _entry_path(self.state, label)
         entry = _read_entry(entry_path)
         if entry and entry.get("input_sha256") == input_sha and entry.get("settings") == self.digest:
             output = Path(entry.get("output", ""))
@@ -400,7 +411,7 @@ def anonymize_dataset(
         progress: veil's progress bar on stderr (files done, failed, per
             second; default: when stderr is a terminal).
         report_path: where the JSON-lines report goes (default:
-            ``OUT_DIR/.veil-ray/report.jsonl``).
+            ``OUT_DIR.veil-ray/report.jsonl``, see :func:`state_dir`).
         **options: ``veil blur``'s options by name (``method``, ``strength``,
             ``quality``, ``format``, ``overwrite``, ``recursive``, ...).
 
@@ -424,8 +435,10 @@ def anonymize_dataset(
         failures: List[dict] = []
     else:
         rows, failures = list_inputs(list(paths_or_dataset), args.recursive, filesystem)
+    state = state_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stale = remove_stale_temporaries(out)
+    state.mkdir(exist_ok=True)
+    stale = remove_stale_temporaries(out, state)
 
     started = time.perf_counter()
     if not ray.is_initialized():
@@ -442,7 +455,7 @@ def anonymize_dataset(
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), actors * 32)))
         ds = ds.map_batches(
             Anonymizer,
-            fn_constructor_kwargs={"args": args, "inputs": inputs, "filesystem": filesystem},
+            fn_constructor_kwargs={"args": args, "inputs": inputs, "cwd": os.getcwd(), "filesystem": filesystem},
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
@@ -451,9 +464,12 @@ def anonymize_dataset(
         )
         show = progress if progress is not None else sys.stderr.isatty()
         bar = None
+        context = ray.data.DataContext.get_current()
+        ray_bars = context.enable_progress_bars
         if show:
             from tqdm import tqdm
 
+            context.enable_progress_bars = False  # one bar: veil's (done, failed, photos/s)
             bar = tqdm(total=len(rows), file=sys.stderr, unit="photo", dynamic_ncols=True)
         failed = 0
         try:
@@ -466,13 +482,14 @@ def anonymize_dataset(
                     bar.set_postfix(failed=failed, refresh=False)
                     bar.update(1)
         finally:
+            context.enable_progress_bars = ray_bars
             if bar is not None:
                 bar.close()
     seconds = time.perf_counter() - started
 
     records = failures_as_records(failures) + [r for r in results if r is not None]
     failed_records = [r for r in records if r.get("status") == "failed"]
-    report_file = Path(report_path) if report_path else out / STATE_DIR / "report.jsonl"
+    report_file = Path(report_path) if report_path else state / "report.jsonl"
     _write_lines_atomically(records, report_file)
     done = len(records) - len(failed_records)
     return {
@@ -521,11 +538,17 @@ def run_from_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.output or args.in_place or not args.out_dir:
         parser.error("--ray writes into a folder: give --out-dir DIR (not -o or --in-place)")
     options = {name: getattr(args, name) for name in _OPTIONS}
-    report = anonymize_dataset(
-        args.inputs, args.out_dir, actors=args.ray_actors, address=args.ray or None,
-        progress=args.progress, **options,
-    )
     console = Console()
+    try:
+        report = anonymize_dataset(
+            args.inputs, args.out_dir, actors=args.ray_actors, address=args.ray or None,
+            progress=args.progress, **options,
+        )
+    except (ray.exceptions.RayError, ConnectionError, RuntimeError, TimeoutError) as exc:
+        where = f" at {args.ray}" if args.ray else ""
+        console.say(f"veil: the Ray job{where} failed: {exc}".rstrip())
+        console.say("veil: outputs written so far are complete; run the same command again to finish the rest")
+        return EXIT_FAILED
     for f in report["failed"]:
         console.say(f"veil: {f['input']}: {f['error']}")
     if args.json:
