@@ -17,7 +17,7 @@ in one run; and what starting Ray costs.
   actors and their onnxruntime sessions ("pipeline start-up" is the same
   call on one photo); CPU is the user + system time of this process and of
   every process below it (raylet, workers, actors), sampled from /proc
-  every 0.1 s;
+  every 0.1 s; "Ray idle" is that CPU over 10 s with nothing submitted;
 * every Ray output is checked byte for byte against the command's.
 
 Run: ``python benches/bench_ray.py [--count N]`` (needs ``veil[ray]``:
@@ -68,6 +68,7 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.kinds: dict = {}
         self.base = self._sample()
         self.last = dict(self.base)
         self._stop = threading.Event()
@@ -76,6 +77,7 @@ class CpuMeter:
 
     def _sample(self) -> dict:
         stats, children = {}, {}
+        own = os.getpid()
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -86,13 +88,24 @@ class CpuMeter:
                 continue
             stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
             children.setdefault(int(fields[1]), []).append(int(entry))
-        mine, todo = {}, [os.getpid()]
+        mine, todo = {}, [own]
         while todo:
             pid = todo.pop()
             if pid in stats:
                 mine[pid] = stats[pid][1]
+                if self.kinds.get(pid) not in ("driver", "actors"):  # a worker becomes an actor later
+                    self.kinds[pid] = "driver" if pid == own else self._kind(pid)
             todo.extend(children.get(pid, []))
         return mine
+
+    @staticmethod
+    def _kind(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            return "ray"
+        return "actors" if b"Anonymizer" in cmd else "ray"
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
@@ -102,7 +115,11 @@ class CpuMeter:
         self._stop.set()
         self._thread.join()
         self.last.update(self._sample())
-        return sum(v - self.base.get(pid, 0) for pid, v in self.last.items()) / self.tick
+        self.split = {}
+        for pid, v in self.last.items():
+            kind = self.kinds.get(pid, "ray")
+            self.split[kind] = self.split.get(kind, 0.0) + (v - self.base.get(pid, 0)) / self.tick
+        return sum(self.split.values())
 
 
 def run_command(paths: list, out: Path) -> tuple:
@@ -146,6 +163,9 @@ def main() -> int:
         ray_start = time.perf_counter() - start
         ray_start_cpu = meter.stop()
         ray.data.DataContext.get_current().enable_progress_bars = False
+        meter = CpuMeter()
+        time.sleep(10)
+        idle_cpu = meter.stop() / 10
 
         meter = CpuMeter()
         start = time.perf_counter()
@@ -153,6 +173,7 @@ def main() -> int:
         one = time.perf_counter() - start
         one_cpu = meter.stop()
 
+        splits = []
         want = {p.name: p.read_bytes() for p in (scratch / "cli").iterdir() if p.is_file()}
         for actors in (1, 2):
             out = scratch / f"ray{actors}"
@@ -165,6 +186,7 @@ def main() -> int:
             got = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
             same = got == want
             rows.append((f"Ray pipeline, {actors} actor{'s' if actors > 1 else ''}", wall, cpu, same))
+            splits.append((actors, meter.split))
         ray.shutdown()
 
         base = rows[0][1]
@@ -178,6 +200,11 @@ def main() -> int:
                   f"{cpu / len(paths):.3f} | {same} |")
         print()
         print(f"Ray start (ray.init, local, 2 CPUs): {ray_start:.1f} s wall, {ray_start_cpu:.1f} CPU s")
+        for actors, split in splits:
+            parts = ", ".join(f"{k} {split.get(k, 0.0):.1f}" for k in ("actors", "driver", "ray"))
+            print(f"CPU s with {actors} actor(s): {parts} (driver: this process, Ray Data's executor; "
+                  "ray: raylet, GCS, other workers)")
+        print(f"Ray idle (its own processes, nothing submitted): {idle_cpu:.2f} CPU s per second")
         print(f"pipeline start-up (1 photo, 1 actor: actor + onnxruntime session + 1 photo): {one:.1f} s wall, "
               f"{one_cpu:.1f} CPU s")
         return 0 if all(len(r) == 3 or r[3] for r in rows) else 1
