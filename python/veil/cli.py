@@ -529,8 +529,9 @@ def _add_blur(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("many photos, many machines (needs the extra: pip install 'veil[ray]')")
     g.add_argument(
         "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-        help="run on a Ray cluster (ADDRESS, e.g. ray://head:10001 or auto; default: RAY_ADDRESS, else a "
-        "local one); needs --out-dir on a folder every node sees; a rerun skips complete outputs",
+        help="run on a Ray cluster (ADDRESS, e.g. ray://head:10001; default: RAY_ADDRESS, else one started "
+        "here by `ray start`, else a new local one); needs --out-dir on a folder every node sees; "
+        "a rerun skips complete outputs",
     )
     g.add_argument(
         "--ray-actors", type=_number(int, 1, 100_000), default=None, metavar="N",

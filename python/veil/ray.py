@@ -406,8 +406,8 @@ def anonymize_dataset(
         filesystem: a ``pyarrow.fs.FileSystem`` the inputs are on (default:
             local files).
         address: the Ray cluster to join when Ray is not yet started here
-            (default: ``ray.init()``'s own choice: ``RAY_ADDRESS``, a local
-            cluster, else a new one on this machine).
+            (default: ``ray.init()``'s own choice: ``RAY_ADDRESS``, else a
+            cluster started on this machine by ``ray start``, else a new one).
         progress: veil's progress bar on stderr (files done, failed, per
             second; default: when stderr is a terminal).
         report_path: where the JSON-lines report goes (default:
