@@ -303,3 +303,14 @@ def test_ray_option_parsing():
 def test_ray_needs_out_dir(tmp_path):
     r = veil("blur", "--ray", FIXTURES / "portrait.jpg")
     assert r.returncode == 2 and "--out-dir" in r.stderr
+
+
+def test_without_ray_the_flag_is_a_usage_error(tmp_path):
+    # As on a machine without the extra: importing ray fails.
+    code = (
+        "import sys; sys.modules['ray'] = None; from veil.cli import main; "
+        f"sys.exit(main(['blur', '--ray', {str(FIXTURES / 'portrait.jpg')!r}, '--out-dir', {str(tmp_path)!r}]))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "veil[ray]" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -34,6 +34,7 @@ the temporary files it finds there when it starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import hashlib
@@ -239,7 +240,7 @@ def remove_stale_temporaries(out_dir: Path, state: Path) -> int:
         for folder, dirs, names in os.walk(top):
             for name in names:
                 if _TEMP_NAME.match(name):
-                    with _suppress_missing():
+                    with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(folder, name))
                         removed += 1
     scratch = state / "scratch"
@@ -247,14 +248,6 @@ def remove_stale_temporaries(out_dir: Path, state: Path) -> int:
         removed += sum(1 for p in scratch.rglob("*") if p.is_file())
         shutil.rmtree(scratch, ignore_errors=True)
     return removed
-
-
-class _suppress_missing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        return kind is not None and issubclass(kind, FileNotFoundError)
 
 
 # --------------------------------------------------------------------------
@@ -317,9 +310,9 @@ class Anonymizer:
             if output_is_complete(output, entry.get("output_sha256")):
                 return dict(entry["record"], resumed=True)
             # Ours (the entry says so) but damaged or gone: redo it.
-            with _suppress_missing():
+            with contextlib.suppress(FileNotFoundError):
                 output.unlink()
-            with _suppress_missing():
+            with contextlib.suppress(FileNotFoundError):
                 entry_path.unlink()
 
         job = Job(Path(path), Path(relative), label)
@@ -340,7 +333,7 @@ class Anonymizer:
             try:
                 same = scratch.read_bytes() == target.read_bytes()
             finally:
-                with _suppress_missing():
+                with contextlib.suppress(FileNotFoundError):
                     scratch.unlink()
             if not same:
                 raise FileExistsError(f"{target} already exists; use --overwrite to replace it, or --out-dir")
