@@ -41,6 +41,7 @@ WIDER = ROOT.parent / "shared" / "data" / "faces" / "wider" / "images"
 FIXTURES = ROOT / "tests" / "fixtures"
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 127.0.0.1
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to Ray's servers
 
 
 def photos(count: int, scratch: Path) -> list:

@@ -19,6 +19,8 @@ import pytest
 # this is a single-machine setup; this keeps the test cluster on loopback.
 # (Read when Ray is imported, and inherited by its processes.)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# No usage report to Ray's servers from a test run.
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 ray = pytest.importorskip("ray")
 
 import _imagefiles as F  # noqa: E402

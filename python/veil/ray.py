@@ -49,7 +49,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-import ray  # the Ray package (this module is veil.ray; imports are absolute)
+# A privacy tool does not report its use: Ray's usage statistics stay off
+# unless the user turned them on (read when Ray is imported).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray  # noqa: E402  the Ray package (this module is veil.ray; imports are absolute)
 
 __all__ = ["anonymize_dataset", "state_dir"]
 
