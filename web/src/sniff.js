@@ -1,0 +1,157 @@
+// Reads a photo's format and size from its header bytes, before anything is
+// decoded: a 20000 x 20000 PNG can be a few hundred bytes on disk and 1.6 GB
+// once decoded, so the pixel limit must be applied to the header, not to a
+// decoded bitmap. Also catches files that are not images, or are cut short,
+// with a message a person can act on.
+
+/** A file the page refuses; `message` is written for the person, not for logs. */
+export class PhotoError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'PhotoError';
+  }
+}
+
+const MIME = { jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif', bmp: 'image/bmp' };
+
+async function bytesOf(blob, start, end) {
+  return new Uint8Array(await blob.slice(start, end).arrayBuffer());
+}
+
+const be16 = (b, i) => (b[i] << 8) | b[i + 1];
+const be32 = (b, i) => ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+const le16 = (b, i) => b[i] | (b[i + 1] << 8);
+const le24 = (b, i) => b[i] | (b[i + 1] << 8) | (b[i + 2] << 16);
+const le32 = (b, i) => (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
+const ascii = (b, i, n) => String.fromCharCode(...b.subarray(i, i + n));
+
+function truncated(what) {
+  return new PhotoError(`This file could not be read as a photo: it is cut short or damaged (${what}). Try the original file again.`);
+}
+
+/** The format from the first bytes, or null. */
+function formatOf(b) {
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if ([137, 80, 78, 71, 13, 10, 26, 10].every((v, k) => b[k] === v)) return 'png';
+  if (ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 4) === 'WEBP') return 'webp';
+  if (ascii(b, 0, 6) === 'GIF87a' || ascii(b, 0, 6) === 'GIF89a') return 'gif';
+  if (ascii(b, 0, 2) === 'BM') return 'bmp';
+  if (ascii(b, 4, 4) === 'ftyp') {
+    const brand = ascii(b, 8, 4);
+    if (/^(heic|heix|heim|heis|hevc|hevx|mif1|msf1|avif)$/.test(brand)) return brand === 'avif' ? 'avif' : 'heic';
+  }
+  return null;
+}
+
+/** JPEG: walk the segments up to the frame header (SOFn); EXIF can be 64 KB
+ * per segment and there can be several, so read segment by segment. Then
+ * check that the file ends its scan data with EOI. */
+async function jpegHeader(blob) {
+  let i = 2;
+  for (let guard = 0; guard < 1000; guard++) {
+    const head = await bytesOf(blob, i, i + 12);
+    if (head.length < 4) throw truncated('no frame header');
+    if (head[0] !== 0xff) throw truncated(`bad marker at byte ${i}`);
+    const marker = head[1];
+    if (marker === 0xff) { i += 1; continue; }
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) { i += 2; continue; }
+    if (marker === 0xd9 || marker === 0xda) throw truncated('no frame header before the image data');
+    const len = be16(head, 2);
+    if (len < 2 || i + 2 + len > blob.size) throw truncated('a segment runs past the end of the file');
+    const sof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (sof) {
+      if (head.length < 9) throw truncated('short frame header');
+      const height = be16(head, 5);
+      const width = be16(head, 7);
+      // The scan data must be followed by EOI somewhere after the frame
+      // header: a download cut short ends in the middle of the scan, and
+      // browsers then show the missing part as grey.
+      const tail = await bytesOf(blob, i, blob.size);
+      if (!hasEoi(tail)) throw truncated('the image data ends early');
+      return { width, height };
+    }
+    i += 2 + len;
+  }
+  throw truncated('too many segments');
+}
+
+function hasEoi(b) {
+  for (let k = b.length - 2; k >= 0; k--) if (b[k] === 0xff && b[k + 1] === 0xd9) return true;
+  return false;
+}
+
+/** PNG: IHDR must come first; walk the chunk headers to IEND. */
+async function pngHeader(blob) {
+  const b = await bytesOf(blob, 0, 33);
+  if (b.length < 33 || ascii(b, 12, 4) !== 'IHDR') throw truncated('no IHDR header');
+  const width = be32(b, 16);
+  const height = be32(b, 20);
+  let i = 8;
+  for (let guard = 0; guard < 1_000_000 && i + 12 <= blob.size; guard++) {
+    const h = await bytesOf(blob, i, i + 8);
+    const len = be32(h, 0);
+    const type = ascii(h, 4, 4);
+    i += 12 + len;
+    if (i > blob.size) break;
+    if (type === 'IEND') return { width, height };
+  }
+  throw truncated('no IEND chunk: the file ends early');
+}
+
+/** WebP: the RIFF size says how long the file is; VP8 / VP8L / VP8X carry the size. */
+async function webpHeader(blob) {
+  const b = await bytesOf(blob, 0, 30);
+  if (b.length < 30) throw truncated('short header');
+  if (le32(b, 4) + 8 > blob.size) throw truncated('the file ends early');
+  const chunk = ascii(b, 12, 4);
+  if (chunk === 'VP8X') return { width: le24(b, 24) + 1, height: le24(b, 27) + 1 };
+  if (chunk === 'VP8L') {
+    if (b[20] !== 0x2f) throw truncated('bad lossless header');
+    const bits = le32(b, 21);
+    return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
+  }
+  if (chunk === 'VP8 ') {
+    if (b[23] !== 0x9d || b[24] !== 0x01 || b[25] !== 0x2a) throw truncated('bad lossy header');
+    return { width: le16(b, 26) & 0x3fff, height: le16(b, 28) & 0x3fff };
+  }
+  throw truncated(`unknown WebP chunk ${JSON.stringify(chunk)}`);
+}
+
+async function gifHeader(blob) {
+  const b = await bytesOf(blob, 0, 10);
+  if (b.length < 10) throw truncated('short header');
+  const last = await bytesOf(blob, blob.size - 1, blob.size);
+  if (last[0] !== 0x3b) throw truncated('no trailer: the file ends early');
+  return { width: le16(b, 6), height: le16(b, 8) };
+}
+
+async function bmpHeader(blob) {
+  const b = await bytesOf(blob, 0, 26);
+  if (b.length < 26) throw truncated('short header');
+  if (le32(b, 2) > blob.size || le32(b, 10) >= blob.size) throw truncated('the file ends early');
+  const dib = le32(b, 14);
+  if (dib === 12) return { width: le16(b, 18), height: le16(b, 20) };
+  const h = le32(b, 22) | 0;
+  return { width: le32(b, 18) | 0, height: Math.abs(h) };
+}
+
+/**
+ * `{ format, type, width, height }` from the header of `blob`, or a
+ * PhotoError saying why it cannot be opened. Nothing is decoded.
+ */
+export async function sniffPhoto(blob) {
+  if (!blob || blob.size === 0) throw new PhotoError('This file is empty: it is not a photo.');
+  const head = await bytesOf(blob, 0, 16);
+  const format = formatOf(head);
+  if (format === 'heic') {
+    throw new PhotoError('This is a HEIC/HEIF photo (the iPhone format), which this page cannot open yet. ' +
+      'Export it as JPEG first (on an iPhone: Settings > Camera > Formats > Most Compatible), or use `veil blur`, which reads HEIC.');
+  }
+  if (!format || format === 'avif') {
+    throw new PhotoError(`This file is not a photo the page can open${blob.type ? ` (${blob.type})` : ''}: use a JPEG, PNG, WebP, GIF or BMP file.`);
+  }
+  const read = { jpeg: jpegHeader, png: pngHeader, webp: webpHeader, gif: gifHeader, bmp: bmpHeader }[format];
+  const { width, height } = await read(blob);
+  if (!(width > 0 && height > 0)) throw truncated('its header gives no size');
+  return { format, type: MIME[format], width, height };
+}
