@@ -7,6 +7,7 @@
 #   3. web/dist: the page sources, veil_wasm.wasm, the project's CenterFace
 #      model (python/veil/models/centerface.onnx, sha256-checked) and the
 #      onnxruntime-web files it loads at run time. Nothing comes from a CDN.
+#   4. a copy of web/dist in python/veil/_web, for the wheel.
 # Usage: scripts/build_web.sh   (scripts/install_web_deps.sh first, once)
 # Env: VEIL_WEB_SKIP_NPM=1 skips step 1 when web/node_modules is current.
 set -euo pipefail
@@ -77,4 +78,10 @@ cat > "$dist/build.json" <<JSON
   "onnxruntime_web": "$ort_version"
 }
 JSON
-echo "build_web: built $dist ($(du -sh "$dist" | cut -f1))"
+# 4. The copy the Python package ships (veil/_web, git-ignored): a wheel
+# built after this (`maturin build --release`) carries the page, and an
+# installed `veil web` serves it (pyproject.toml's [tool.maturin] include).
+packaged=python/veil/_web
+rm -rf "$packaged"
+cp -r "$dist" "$packaged"
+echo "build_web: built $dist ($(du -sh "$dist" | cut -f1)), copied to $packaged"

@@ -17,8 +17,9 @@ files. It sends:
 Where the page comes from (``root=None``), first match wins:
 
 1. the ``VEIL_WEB_ROOT`` environment variable;
-2. a copy packaged with veil, ``veil/_web/`` (a wheel built after
-   ``scripts/build_web.sh`` can include ``web/dist`` there);
+2. the copy packaged with veil, ``veil/_web/``: ``scripts/build_web.sh``
+   copies ``web/dist`` there and a wheel built afterwards carries it
+   (pyproject.toml's ``[tool.maturin] include``);
 3. ``web/dist`` of the source checkout this module lives in, built by
    ``scripts/build_web.sh``.
 """
