@@ -182,6 +182,7 @@ def test_mouse_drags_never_move_shrink_or_clip_a_face_cover(page):
 
     # 3. Drag the top-left handle far past the photo's border: the cover
     # grows past it and is not clipped (only painting stops at the border).
+    page.locator("#viewport").scroll_into_view_if_needed()
     canvas = page.locator("#canvas").bounding_box()
     hx, hy = centre(page.locator(f"#overlay .region[data-id='{before[0]['id']}'] .handle.nw").bounding_box())
     mouse_drag(page, hx, hy, canvas["x"] - 40, canvas["y"] - 40, steps=12)
@@ -198,6 +199,7 @@ def test_mouse_drags_never_move_shrink_or_clip_a_face_cover(page):
 
 def test_a_cover_you_added_moves_but_stays_whole_past_the_border(page):
     open_photo(page, PHOTO)
+    page.locator("#viewport").scroll_into_view_if_needed()
     canvas = page.locator("#canvas").bounding_box()
     x0, y0 = canvas["x"] + 20, canvas["y"] + canvas["height"] - 80
     mouse_drag(page, x0, y0, x0 + 90, y0 + 60)
@@ -344,6 +346,7 @@ def test_undo_redo_restore_the_exact_previous_state(page):
     # A series of different edits, each one step.
     page.locator("#region-list li .keep").first.click()  # keep face 1 visible
     history.append(snap())
+    page.locator("#viewport").scroll_into_view_if_needed()
     canvas = page.locator("#canvas").bounding_box()
     mouse_drag(page, canvas["x"] + 15, canvas["y"] + canvas["height"] - 90, canvas["x"] + 95, canvas["y"] + canvas["height"] - 30)
     history.append(snap())

@@ -646,7 +646,8 @@ function fitZoom() {
   const { width, height } = state.photo;
   const maxW = ui.viewport.clientWidth || window.innerWidth;
   const maxH = Math.max(200, window.innerHeight * (window.innerWidth < 640 ? 0.6 : 0.72));
-  return Math.min(1, maxW / width, maxH / height);
+  // Small photos are shown up to twice their size, so their faces can be checked.
+  return Math.min(2, maxW / width, maxH / height);
 }
 
 /** Sets the zoom (null: fit), keeping the photo point under `anchor` (client x, y) in place. */
