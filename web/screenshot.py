@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--method", default="pixelate", choices=["pixelate", "blur", "solid"])
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=1000)
-    parser.add_argument("--phone", action="store_true", help="a 390 x 844 touch screen at 3x (the --width/--height are ignored)")
+    parser.add_argument("--phone", action="store_true", help="a 390 x 844 touch screen at 2x (the --width/--height are ignored)")
     parser.add_argument("--review", action="store_true", help="open the review step before the screenshot")
     parser.add_argument("--viewport-only", action="store_true", help="only what fits on the screen, not the whole page")
     args = parser.parse_args()
@@ -46,7 +46,7 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             if args.phone:
-                page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=3,
+                page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                         is_mobile=True, has_touch=True)
             else:
                 page = browser.new_page(viewport={"width": args.width, "height": args.height})
