@@ -55,6 +55,12 @@ cp "$wasm" "$dist/veil_wasm.wasm"
 cp "$model" "$dist/models/centerface.onnx"
 # ort.wasm.min.mjs (CPU/wasm backend only) loads this pair at run time.
 cp "$ort_dir/ort.wasm.min.mjs" "$ort_dir/ort-wasm-simd-threaded.mjs" "$ort_dir/ort-wasm-simd-threaded.wasm" "$dist/ort/"
+# HEIC/HEIF decoding (libheif-js, LGPL-3.0; its licence travels with it),
+# loaded by the page only when such a photo is opened.
+heif_dir=web/node_modules/libheif-js/libheif-wasm
+mkdir -p "$dist/heif"
+cp "$heif_dir/libheif-bundle.mjs" "$dist/heif/"
+cp "$heif_dir/LICENSE" "$dist/heif/LICENSE.txt"
 # Detection settings: read from python/veil/detect.py, so the page searches
 # photos exactly as `veil detect` does (web/src/detector.js mirrors the passes).
 python3 - python/veil/detect.py "$dist/detect-params.json" <<'PY'
@@ -71,11 +77,13 @@ for name in names:
 json.dump(params, open(sys.argv[2], "w"), indent=2)
 PY
 ort_version=$(node -p "require('./web/node_modules/onnxruntime-web/package.json').version")
+heif_version=$(node -p "require('./web/node_modules/libheif-js/package.json').version")
 cat > "$dist/build.json" <<JSON
 {
   "veil_wasm_bytes": $(stat -c %s "$dist/veil_wasm.wasm"),
   "model_sha256": "$actual",
-  "onnxruntime_web": "$ort_version"
+  "onnxruntime_web": "$ort_version",
+  "libheif_js": "$heif_version"
 }
 JSON
 # 4. The copy the Python package ships (veil/_web, git-ignored): a wheel

@@ -557,7 +557,7 @@ def test_non_image_and_truncated_files_get_a_clear_message(page, tmp_path):
     cases["empty.png"] = "empty"
     heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64
     (tmp_path / "photo.heic").write_bytes(heic)
-    cases["photo.heic"] = "HEIC"
+    cases["photo.heic"] = "damaged"  # an HEIC header with no image in it
     for name, words in cases.items():
         page.evaluate("() => { document.getElementById('error').hidden = true; }")
         page.set_input_files("#file", str(tmp_path / name))

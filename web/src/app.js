@@ -129,22 +129,17 @@ async function openBlob(blob) {
   }
   abortSearch();
   setState('decoding');
-  let bitmap;
+  let decoded;
   try {
-    // 'from-image' applies the EXIF orientation to the pixels; no colour
-    // conversion so pixels match what other decoders (Pillow) produce.
-    const typed = blob.type === info.type ? blob : new Blob([blob], { type: info.type });
-    bitmap = await createImageBitmap(typed, {
-      imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none',
-    });
+    decoded = info.format === 'heic' ? await decodeHeif(blob) : await decodeBitmap(blob, info);
   } catch (e) {
-    showError('This file could not be read as an image (it may be damaged or truncated).');
+    showError(e instanceof PhotoError ? e.message : 'This file could not be read as an image (it may be damaged or truncated).');
     setState(state.photo ? 'done' : 'idle');
     return;
   }
-  const { width, height } = bitmap;
-  if (width * height > MAX_PIXELS) { // orientation never changes the count; a second guard all the same
-    bitmap.close();
+  const { width, height } = decoded;
+  if (width * height > MAX_PIXELS) { // the header said otherwise; a second guard all the same
+    decoded.close?.();
     showError(`This photo is too large (${width} x ${height}); the page handles up to ${MAX_PIXELS / 1e6} megapixels.`);
     setState(state.photo ? 'done' : 'idle');
     return;
@@ -154,9 +149,12 @@ async function openBlob(blob) {
   canvas.height = height;
   const ctx = canvas.getContext('2d', { willReadFrequently: false });
   ctx.clearRect(0, 0, width, height);
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const pixels = ctx.getImageData(0, 0, width, height).data;
+  if (decoded.bitmap) {
+    ctx.drawImage(decoded.bitmap, 0, 0);
+    decoded.bitmap.close();
+  }
+  const pixels = decoded.pixels ?? ctx.getImageData(0, 0, width, height).data;
+  if (decoded.pixels) ctx.putImageData(new ImageData(decoded.pixels, width, height), 0, 0);
 
   if (state.photo) {
     state.photo.original.free();
@@ -180,6 +178,47 @@ async function openBlob(blob) {
   applyZoom(null);
   render();
   await detect();
+}
+
+/** The browser's own decoder: JPEG, PNG, WebP, GIF, BMP. */
+async function decodeBitmap(blob, info) {
+  // 'from-image' applies the EXIF orientation to the pixels; no colour
+  // conversion so pixels match what other decoders (Pillow) produce.
+  const typed = blob.type === info.type ? blob : new Blob([blob], { type: info.type });
+  const bitmap = await createImageBitmap(typed, {
+    imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none',
+  });
+  return { bitmap, width: bitmap.width, height: bitmap.height, close: () => bitmap.close() };
+}
+
+let heif = null; // libheif, loaded on the first HEIC photo (2 MB, from this origin)
+
+/**
+ * HEIC/HEIF (iPhone photos) through libheif-js: the primary image, with its
+ * rotation and mirroring (irot, imir) applied, as RGBA. The size is checked
+ * again on the parsed image before its pixels are decoded.
+ */
+async function decodeHeif(blob) {
+  if (!heif) {
+    const { default: factory } = await import('./heif/libheif-bundle.mjs');
+    heif = await factory();
+  }
+  const decoder = new heif.HeifDecoder();
+  const images = decoder.decode(new Uint8Array(await blob.arrayBuffer()));
+  if (!images || images.length === 0) throw new PhotoError('This HEIC/HEIF file holds no image the page can read (it may be damaged).');
+  const image = images[0];
+  try {
+    const width = image.get_width();
+    const height = image.get_height();
+    if (width * height > MAX_PIXELS) return { width, height };
+    const pixels = await new Promise((resolve, reject) => {
+      const target = { data: new Uint8ClampedArray(width * height * 4), width, height };
+      image.display(target, (out) => (out ? resolve(out.data) : reject(new PhotoError('This HEIC/HEIF photo could not be decoded (it may be damaged).'))));
+    });
+    return { width, height, pixels };
+  } finally {
+    for (const im of images) im.free?.();
+  }
 }
 
 function randomSeed() {

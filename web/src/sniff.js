@@ -12,7 +12,7 @@ export class PhotoError extends Error {
   }
 }
 
-const MIME = { jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif', bmp: 'image/bmp' };
+const MIME = { heic: 'image/heic', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif', bmp: 'image/bmp' };
 
 async function bytesOf(blob, start, end) {
   return new Uint8Array(await blob.slice(start, end).arrayBuffer());
@@ -136,6 +136,54 @@ async function bmpHeader(blob) {
 }
 
 /**
+ * HEIC/HEIF (ISO base media file): the image sizes are `ispe` properties in
+ * meta > iprp > ipco. The largest one is taken (a grid image's own size is
+ * the whole photo; its tiles and thumbnail are smaller), so the pixel limit
+ * is never applied to a tile. Box sizes are checked against the file's.
+ */
+async function heifHeader(blob) {
+  let at = 0;
+  let meta = null;
+  for (let guard = 0; guard < 64 && at + 8 <= blob.size; guard++) {
+    const h = await bytesOf(blob, at, at + 16);
+    let size = be32(h, 0);
+    let head = 8;
+    if (size === 1) {
+      size = be32(h, 8) * 2 ** 32 + be32(h, 12);
+      head = 16;
+    } else if (size === 0) {
+      size = blob.size - at;
+    }
+    if (size < head || at + size > blob.size) throw truncated('a box runs past the end of the file');
+    if (ascii(h, 4, 4) === 'meta') {
+      if (size > 16 << 20) throw truncated('an oversized meta box');
+      meta = await bytesOf(blob, at + head + 4, at + size); // a full box: skip version and flags
+    }
+    at += size;
+  }
+  if (!meta) throw truncated('no meta box');
+  let best = null;
+  const walk = (b, from, to, depth) => {
+    let i = from;
+    while (i + 8 <= to && depth < 8) {
+      const size = be32(b, i);
+      const type = ascii(b, i + 4, 4);
+      if (size < 8 || i + size > to) throw truncated(`a bad ${JSON.stringify(type)} box`);
+      if (type === 'iprp' || type === 'ipco') walk(b, i + 8, i + size, depth + 1);
+      else if (type === 'ispe' && size >= 20) {
+        const width = be32(b, i + 12);
+        const height = be32(b, i + 16);
+        if (!best || width * height > best.width * best.height) best = { width, height };
+      }
+      i += size;
+    }
+  };
+  walk(meta, 0, meta.length, 0);
+  if (!best) throw truncated('no image size in its header');
+  return best;
+}
+
+/**
  * `{ format, type, width, height }` from the header of `blob`, or a
  * PhotoError saying why it cannot be opened. Nothing is decoded.
  */
@@ -143,14 +191,10 @@ export async function sniffPhoto(blob) {
   if (!blob || blob.size === 0) throw new PhotoError('This file is empty: it is not a photo.');
   const head = await bytesOf(blob, 0, 16);
   const format = formatOf(head);
-  if (format === 'heic') {
-    throw new PhotoError('This is a HEIC/HEIF photo (the iPhone format), which this page cannot open yet. ' +
-      'Export it as JPEG first (on an iPhone: Settings > Camera > Formats > Most Compatible), or use `veil blur`, which reads HEIC.');
-  }
   if (!format || format === 'avif') {
     throw new PhotoError(`This file is not a photo the page can open${blob.type ? ` (${blob.type})` : ''}: use a JPEG, PNG, WebP, GIF or BMP file.`);
   }
-  const read = { jpeg: jpegHeader, png: pngHeader, webp: webpHeader, gif: gifHeader, bmp: bmpHeader }[format];
+  const read = { jpeg: jpegHeader, png: pngHeader, webp: webpHeader, gif: gifHeader, bmp: bmpHeader, heic: heifHeader }[format];
   const { width, height } = await read(blob);
   if (!(width > 0 && height > 0)) throw truncated('its header gives no size');
   return { format, type: MIME[format], width, height };
