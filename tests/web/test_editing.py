@@ -565,3 +565,45 @@ def test_non_image_and_truncated_files_get_a_clear_message(page, tmp_path):
         text = page.text_content("#error")
         assert words in text, (name, text)
         assert page.evaluate("window.veilPage.state.photo") is None, name
+
+
+# --------------------------------------------------------------- brush
+
+
+def test_brush_paints_a_cover_along_the_stroke(page):
+    open_photo(page, PHOTO)
+    n = len(regions(page))
+    page.click("#brush")
+    assert page.get_attribute("#brush", "aria-pressed") == "true"
+    page.locator("#viewport").scroll_into_view_if_needed()
+    canvas = page.locator("#canvas").bounding_box()
+    w, h = page.evaluate("[window.veilPage.state.photo.width, window.veilPage.state.photo.height]")
+    scale = w / canvas["width"]
+    # A stroke across the lower left of the photo (a sign, say), in a zigzag.
+    path = [(0.05, 0.80), (0.15, 0.70), (0.25, 0.85), (0.35, 0.75)]
+    page.mouse.move(canvas["x"] + path[0][0] * canvas["width"], canvas["y"] + path[0][1] * canvas["height"])
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(canvas["x"] + fx * canvas["width"], canvas["y"] + fy * canvas["height"], steps=6)
+    page.mouse.up()
+    settle(page)
+    rs = regions(page)
+    assert len(rs) == n + 1
+    stroke = rs[-1]
+    assert not stroke["fromFace"] and len(stroke["dabs"]) > 10
+    assert status_counts(page) == truth(page) == (n, 0, 1)
+    # Consecutive dabs overlap: the stroke is one unbroken cover.
+    d = np.diff(np.array(stroke["dabs"]), axis=0)
+    assert np.hypot(d[:, 0], d[:, 1]).max() <= stroke["radius"] / 2 + 1e-6
+    page.click("#brush")  # off again, so the review's download is a plain click
+    px = pixels_of(review_and_download(page)[0])
+    # Every pixel along the painted path is covered (solid: black).
+    for (ax, ay), (bx, by) in zip(path, path[1:]):
+        for t in np.linspace(0, 1, 25):
+            x = (ax + (bx - ax) * t) * w
+            y = (ay + (by - ay) * t) * h
+            assert px[int(y), int(x)].max() == 0, (x, y)
+    assert stroke["radius"] == pytest.approx(12 * scale, rel=0.02)
+    # One undo removes the whole stroke.
+    page.keyboard.press("Control+z")
+    assert len(regions(page)) == n

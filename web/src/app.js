@@ -22,6 +22,8 @@ const MAX_PIXELS = 100e6;
 const MIN_DRAG_PX = 8;
 /** A touch that moves less than this is a tap. */
 const TAP_SLOP_PX = 10;
+/** Brush radius, in screen pixels. */
+const BRUSH_RADIUS_PX = 12;
 /** The most zoom offers: 4 screen pixels per photo pixel. */
 const MAX_ZOOM = 4;
 
@@ -32,6 +34,7 @@ const ui = {
   searchAgain: $('search-again'),
   viewport: $('viewport'), stage: $('stage'), canvas: $('canvas'), overlay: $('overlay'), strength: $('strength'),
   strengthValue: $('strength-value'), noise: $('noise'), ellipse: $('ellipse'), add: $('add'), edit: $('edit'),
+  brush: $('brush'),
   undo: $('undo'), redo: $('redo'), reset: $('reset'), zoomIn: $('zoom-in'), zoomOut: $('zoom-out'),
   zoomFit: $('zoom-fit'), zoom100: $('zoom-100'), zoomLevel: $('zoom-level'), list: $('region-list'),
   listCount: $('region-count'), reviewOpen: $('review-open'), review: $('review'), reviewImage: $('review-image'),
@@ -56,6 +59,7 @@ const state = {
   nextId: 1,
   detections: 0, // photos searched so far (tests wait on body[data-detections])
   editing: false,
+  brush: false,
   zoom: null, // screen px per photo px; null: fit the photo to the screen
   undo: [],
   redo: [],
@@ -467,6 +471,17 @@ function hideRegions(image) {
   const shape = ui.ellipse.checked ? 'ellipse' : 'rectangle';
   for (const r of state.regions) {
     if (!r.hidden) continue;
+    if (r.dabs) {
+      // A brush stroke: a row of small ovals, covered by the same kernels as a face.
+      const side = 2 * r.radius;
+      const dab = { width: side, height: side };
+      const dabs = r.dabs.map(([x, y]) => ({ left: x - r.radius, top: y - r.radius, width: side, height: side, shape: 'ellipse', featherPx: featherFor(kind, dab) }));
+      state.veil.applyToRegions(image, methodFor(kind, strength, dab), dabs);
+      if (ui.noise.checked && kind !== 'solid') {
+        state.veil.applyToRegions(image, { kind: 'noise', amount: NOISE_AMOUNT, seed: state.seed }, dabs.map((d) => ({ ...d, featherPx: 0 })));
+      }
+      continue;
+    }
     const region = { left: r.left, top: r.top, width: r.width, height: r.height, shape, featherPx: featherFor(kind, r) };
     state.veil.applyToRegions(image, methodFor(kind, strength, r), [region]);
     if (ui.noise.checked && kind !== 'solid') {
@@ -529,7 +544,7 @@ function labels() {
   const out = new Map();
   let face = 0;
   let yours = 0;
-  for (const r of state.regions) out.set(r.id, r.fromFace ? `Face ${++face}` : `Your area ${++yours}`);
+  for (const r of state.regions) out.set(r.id, r.fromFace ? `Face ${++face}` : `${r.dabs ? 'Your stroke' : 'Your area'} ${++yours}`);
   return out;
 }
 
@@ -553,6 +568,7 @@ function renderOverlay() {
     el.style.width = `${(100 * r.width) / photo.width}%`;
     el.style.height = `${(100 * r.height) / photo.height}%`;
     el.classList.toggle('face', r.fromFace);
+    el.classList.toggle('stroke', Boolean(r.dabs));
     el.classList.toggle('kept', !r.hidden);
     el.classList.toggle('selected', state.selected === r.id);
     el.setAttribute('aria-label', `${names.get(r.id)}: ${r.hidden ? 'hidden' : 'kept visible'}`);
@@ -562,7 +578,7 @@ function renderOverlay() {
     const inX = (x) => Math.min(photo.width, Math.max(0, x));
     const inY = (y) => Math.min(photo.height, Math.max(0, y));
     el.querySelectorAll('.handle').forEach((h) => {
-      h.hidden = state.selected !== r.id;
+      h.hidden = state.selected !== r.id || Boolean(r.dabs);
       const c = h.dataset.corner;
       h.style.left = `${(100 * (inX(c.includes('w') ? l : rr) - l)) / r.width}%`;
       h.style.top = `${(100 * (inY(c.includes('n') ? t : b) - t)) / r.height}%`;
@@ -593,7 +609,7 @@ function layoutTags(names) {
   // Larger faces first: they are the ones a tag most helps to tell apart.
   const order = [...state.regions].sort((a, b) => b.width * b.height - a.width * a.height);
   for (const r of order) {
-    const text = names.get(r.id).replace(/^Face /, '').replace(/^Your area /, '+') + (r.hidden ? '' : ' kept');
+    const text = names.get(r.id).replace(/^Face /, '').replace(/^Your (area|stroke) /, '+') + (r.hidden ? '' : ' kept');
     const tagW = 9 + 7.5 * text.length;
     const [l, t, rr, b] = edges(r).map((v, i) => v * (i % 2 ? sy : sx));
     const x = Math.min(Math.max(0, l), W - tagW);
@@ -755,12 +771,55 @@ ui.viewport.addEventListener('touchcancel', () => { pinch = null; });
 // ------------------------------------------------- pointer interaction ----
 
 ui.edit.addEventListener('click', () => setEditing(!state.editing));
+ui.brush.addEventListener('click', () => setBrush(!state.brush));
 
 function setEditing(on) {
   state.editing = on;
   ui.edit.setAttribute('aria-pressed', String(on));
   ui.edit.textContent = on ? 'Editing: on' : 'Edit';
+  if (!on && state.brush) setBrush(false);
   document.body.classList.toggle('editing', on);
+}
+
+/** The brush paints covers along the pointer (a tattoo, a badge, a sign);
+ * on a touch screen it turns Edit on too, so the finger paints, not scrolls. */
+function setBrush(on) {
+  state.brush = on;
+  ui.brush.setAttribute('aria-pressed', String(on));
+  ui.brush.textContent = on ? 'Brush: on' : 'Brush';
+  document.body.classList.toggle('brush', on);
+  if (on && !state.editing) setEditing(true);
+}
+
+/** Brush radius in photo pixels: a fixed size on screen, so zooming in paints finer. */
+function brushRadius(g) {
+  return Math.max(1, BRUSH_RADIUS_PX * Math.max(g.sx, g.sy));
+}
+
+/** Adds dabs from the stroke's last one to (x, y), at most half a radius apart. */
+function extendStroke(r, x, y) {
+  const [lx, ly] = r.dabs[r.dabs.length - 1];
+  const steps = Math.ceil(Math.hypot(x - lx, y - ly) / (r.radius / 2));
+  for (let k = 1; k <= steps; k++) r.dabs.push([lx + ((x - lx) * k) / steps, ly + ((y - ly) * k) / steps]);
+  strokeBounds(r);
+}
+
+function strokeBounds(r) {
+  const xs = r.dabs.map((d) => d[0]);
+  const ys = r.dabs.map((d) => d[1]);
+  Object.assign(r, { left: Math.min(...xs) - r.radius, top: Math.min(...ys) - r.radius,
+    width: Math.max(...xs) - Math.min(...xs) + 2 * r.radius, height: Math.max(...ys) - Math.min(...ys) + 2 * r.radius });
+}
+
+/** Moves a region you added; a stroke's dabs move with it. */
+function moveAdded(r, from, dx, dy) {
+  const { width, height } = state.photo;
+  const to = moveWithin(from, dx, dy, width, height);
+  if (r.dabs) {
+    const [ox, oy] = [to.left - r.left, to.top - r.top];
+    r.dabs = r.dabs.map(([x, y]) => [x + ox, y + oy]);
+  }
+  Object.assign(r, to);
 }
 
 /** Image pixels per screen pixel, and the overlay's origin on screen. */
@@ -783,6 +842,7 @@ function cancelDrag() {
   if (!drag) return;
   if (drag.rubber) drag.rubber.remove();
   if (drag.orig) Object.assign(drag.r, drag.orig);
+  if (drag.kind === 'paint') commit(); // what was painted stays (a cover is never lost)
   drag = null;
   render();
 }
@@ -800,7 +860,14 @@ ui.overlay.addEventListener('pointerdown', (e) => {
   const p = toImage(e, g);
   const handle = e.target.closest('.handle');
   const r = id === null ? null : regionById(id);
-  if (handle && r) {
+  if (state.brush) {
+    // The brush paints wherever it starts, over a cover or not.
+    const stroke = { id: state.nextId++, fromFace: false, hidden: true, radius: brushRadius(g), dabs: [[p.x, p.y]] };
+    strokeBounds(stroke);
+    state.regions.push(stroke);
+    drag = { kind: 'paint', r: stroke, g };
+    render();
+  } else if (handle && r && !r.dabs) {
     drag = { kind: 'resize', r, corner: handle.dataset.corner, g, start: p, orig: copyRegion(r) };
   } else if (r) {
     drag = { kind: r.fromFace ? 'select' : 'move', r, g, start: p, orig: copyRegion(r), moved: false, screen: [e.clientX, e.clientY] };
@@ -819,6 +886,11 @@ ui.overlay.addEventListener('pointermove', (e) => {
   if (drag.kind === 'tap' || drag.kind === 'select') return; // a face's cover never moves
   const p = toImage(e, drag.g);
   const { width, height } = state.photo;
+  if (drag.kind === 'paint') {
+    extendStroke(drag.r, p.x, p.y);
+    render();
+    return;
+  }
   if (drag.kind === 'add') {
     const [l, t] = [Math.min(drag.start.x, p.x), Math.min(drag.start.y, p.y)];
     const [w, h] = [Math.abs(p.x - drag.start.x), Math.abs(p.y - drag.start.y)];
@@ -833,7 +905,7 @@ ui.overlay.addEventListener('pointermove', (e) => {
   if (drag.kind === 'move') {
     if (!drag.moved && Math.hypot(e.clientX - drag.screen[0], e.clientY - drag.screen[1]) < MIN_DRAG_PX) return;
     drag.moved = true;
-    Object.assign(drag.r, moveWithin(drag.orig, dx, dy, width, height));
+    moveAdded(drag.r, drag.orig, dx, dy);
   } else {
     // Resize. The corner follows the pointer, even past the photo's border;
     // a face's cover is kept around its detected box (it can only grow).
@@ -850,7 +922,10 @@ function endDrag(e) {
   if (!drag || !e.isPrimary) return;
   const d = drag;
   drag = null;
-  if (d.kind === 'tap') {
+  if (d.kind === 'paint') {
+    state.selected = d.r.id;
+    commit();
+  } else if (d.kind === 'tap') {
     if (Math.hypot(e.clientX - d.screen[0], e.clientY - d.screen[1]) < TAP_SLOP_PX) state.selected = d.id;
   } else if (d.kind === 'add') {
     d.rubber.remove();
@@ -897,10 +972,11 @@ ui.overlay.addEventListener('keydown', (e) => {
     const [dx, dy] = moves[e.key];
     let [l, t, rr, b] = edges(r);
     if (e.shiftKey) {
+      if (r.dabs) return; // a stroke is repainted, not resized
       // Shift+arrows move the right or bottom edge (a face's cover only grows).
       Object.assign(r, boxContaining(l, t, rr + dx, b + dy, r.floor));
     } else if (!r.fromFace) {
-      Object.assign(r, moveWithin(r, dx, dy, width, height));
+      moveAdded(r, { ...r }, dx, dy);
     } else {
       return; // a face's cover does not move
     }
