@@ -50,7 +50,8 @@ fi
 
 rm -rf "$dist"
 mkdir -p "$dist/models" "$dist/ort"
-cp web/src/index.html web/src/style.css web/src/*.js web/src/*.d.ts "$dist/"
+cp web/src/index.html web/src/style.css web/src/*.js web/src/*.d.ts web/src/manifest.webmanifest "$dist/"
+cp -r web/src/icons "$dist/"
 cp "$wasm" "$dist/veil_wasm.wasm"
 cp "$model" "$dist/models/centerface.onnx"
 # ort.wasm.min.mjs (CPU/wasm backend only) loads this pair at run time.
@@ -86,6 +87,15 @@ cat > "$dist/build.json" <<JSON
   "libheif_js": "$heif_version"
 }
 JSON
+# Precompressed copies (X.gz beside X), which `veil web` sends to browsers
+# that accept gzip; -n keeps file names and times out of them.
+find "$dist" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.wasm' -o -name '*.onnx' -o -name '*.html' \
+  -o -name '*.css' -o -name '*.json' -o -name '*.webmanifest' -o -name '*.ts' \) -size +1k -exec gzip -9 -k -n {} +
+# Where gzip saves under a tenth (the model's weights), the plain file is sent.
+find "$dist" -name '*.gz' | while read -r packed; do
+  [ $(( $(stat -c %s "$packed") * 10 )) -lt $(( $(stat -c %s "${packed%.gz}") * 9 )) ] || rm "$packed"
+done
+
 # 4. The copy the Python package ships (veil/_web, git-ignored): a wheel
 # built after this (`maturin build --release`) carries the page, and an
 # installed `veil web` serves it (pyproject.toml's [tool.maturin] include).

@@ -1129,5 +1129,11 @@ ui.reviewBack.addEventListener('click', () => {
 ui.download.addEventListener('click', download);
 ui.another.addEventListener('click', () => ui.file.click());
 
+// Offline use and installing as an app (sw.js caches this origin's files).
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  window.veilPage.offline = navigator.serviceWorker.register('./sw.js').then(() => navigator.serviceWorker.ready)
+    .catch((e) => { window.veilPage.offlineError = String(e); });
+}
+
 window.veilPage.render = renderNow;
 window.veilPage.ready = start();
