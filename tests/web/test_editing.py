@@ -309,6 +309,14 @@ def test_zoom_buttons_reach_100_percent_and_pinch_zooms(phone):
     # Panning at 100%: the frame scrolls over the photo.
     page.evaluate("document.getElementById('viewport').scrollLeft = 200")
     assert page.evaluate("document.getElementById('viewport').scrollLeft") == 200
+    # Picking a face in the list brings it into the frame, to check it at 100%.
+    last = regions(page)[-1]
+    page.locator(f"#region-list li[data-id='{last['id']}'] .pick").tap()
+    settle(page)
+    box = page.locator(f"#overlay .region[data-id='{last['id']}']").bounding_box()
+    frame = page.locator("#viewport").bounding_box()
+    cx, cy = centre(box)
+    assert frame["x"] <= cx <= frame["x"] + frame["width"] and frame["y"] <= cy <= frame["y"] + frame["height"]
     page.click("#zoom-fit")
     page.click("#zoom-in")
     settle(page)
@@ -507,7 +515,7 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "gif", "bmp"])
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "gif", "gif-frame", "bmp"])
 def test_a_huge_photo_is_refused_from_its_header(page, tmp_path, fmt):
     page.add_init_script(COUNT_DECODES)
     page.reload()
@@ -522,12 +530,16 @@ def test_a_huge_photo_is_refused_from_its_header(page, tmp_path, fmt):
         data = b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
     elif fmt == "gif":
         data = b"GIF89a" + struct.pack("<HH", 20000, 20000) + b"\0\0\0" + b";"
+    elif fmt == "gif-frame":
+        # A 1 x 1 screen, a comment extension, then a 20000 x 20000 frame.
+        data = (b"GIF89a" + struct.pack("<HH", 1, 1) + b"\x80\0\0" + b"\0" * 6 + b"\x21\xfe\x03abc\0"
+                + b"\x2c" + struct.pack("<HHHH", 0, 0, 20000, 20000) + b"\0" + b"\x08\x02\x4c\x01\0" + b";")
     else:
         # Run-length encoded: 400 MP in about a kilobyte (a real bomb format).
         offset = 14 + 40 + 256 * 4
         data = (b"BM" + struct.pack("<IHHI", offset + 2, 0, 0, offset)
                 + struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 8, 1, 2, 0, 0, 256, 0) + b"\0" * 1024 + b"\0\1")
-    path = tmp_path / f"huge.{fmt}"
+    path = tmp_path / f"huge.{fmt.split('-')[0]}"
     path.write_bytes(data)
     assert len(data) < 2000
     page.set_input_files("#file", str(path))

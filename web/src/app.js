@@ -385,15 +385,20 @@ function commit() {
   updateStatus();
 }
 
+/** Whether a drag that changes something is under way (a pending tap is not). */
+function editing() {
+  return drag !== null && drag.kind !== 'tap';
+}
+
 function undo() {
-  if (drag || !state.undo.length) return;
+  if (editing() || !state.undo.length) return;
   state.redo.push(state.committed);
   state.committed = state.undo.pop();
   restore(state.committed);
 }
 
 function redo() {
-  if (drag || !state.redo.length) return;
+  if (editing() || !state.redo.length) return;
   state.undo.push(state.committed);
   state.committed = state.redo.pop();
   restore(state.committed);
@@ -674,8 +679,16 @@ ui.list.addEventListener('click', (e) => {
     commit();
   }
   state.selected = regionById(r.id) ? r.id : null;
+  if (e.target.closest('.pick')) showRegion(r);
   render();
 });
+
+/** Scrolls the photo's frame so that region `r` is in the middle (when zoomed in). */
+function showRegion(r) {
+  const z = currentZoom();
+  ui.viewport.scrollLeft = (r.left + r.width / 2) * z - ui.viewport.clientWidth / 2;
+  ui.viewport.scrollTop = (r.top + r.height / 2) * z - ui.viewport.clientHeight / 2;
+}
 
 function syncSettings() {
   ui.strengthValue.textContent = ui.strength.value;
@@ -947,6 +960,8 @@ function endDrag(e) {
 }
 
 ui.overlay.addEventListener('pointerup', endDrag);
+// A touch that ends off the photo was a scroll, not a tap.
+document.addEventListener('pointerup', (e) => { if (drag && drag.kind === 'tap' && !ui.overlay.contains(e.target)) drag = null; });
 // The browser took the touch over (a scroll or a pinch): nothing changes.
 ui.overlay.addEventListener('pointercancel', (e) => { if (e.isPrimary) cancelDrag(); });
 

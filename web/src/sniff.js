@@ -117,12 +117,26 @@ async function webpHeader(blob) {
   throw truncated(`unknown WebP chunk ${JSON.stringify(chunk)}`);
 }
 
+/** GIF: the logical screen, grown to the first frame if that is larger
+ * (decoders draw the whole frame, so a small screen cannot hide a big one). */
 async function gifHeader(blob) {
-  const b = await bytesOf(blob, 0, 10);
-  if (b.length < 10) throw truncated('short header');
+  const b = await bytesOf(blob, 0, Math.min(blob.size, 1 << 20));
+  if (b.length < 13) throw truncated('short header');
   const last = await bytesOf(blob, blob.size - 1, blob.size);
   if (last[0] !== 0x3b) throw truncated('no trailer: the file ends early');
-  return { width: le16(b, 6), height: le16(b, 8) };
+  let width = le16(b, 6);
+  let height = le16(b, 8);
+  let i = 13 + (b[10] & 0x80 ? 3 << ((b[10] & 7) + 1) : 0);
+  while (i < b.length && b[i] === 0x21) { // extensions: label, then sub-blocks up to a zero length
+    i += 2;
+    while (i < b.length && b[i] !== 0) i += b[i] + 1;
+    i += 1;
+  }
+  if (i + 9 <= b.length && b[i] === 0x2c) {
+    width = Math.max(width, le16(b, i + 1) + le16(b, i + 5));
+    height = Math.max(height, le16(b, i + 3) + le16(b, i + 7));
+  }
+  return { width, height };
 }
 
 async function bmpHeader(blob) {
