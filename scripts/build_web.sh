@@ -7,6 +7,7 @@
 #   3. web/dist: the page sources, veil_wasm.wasm, the project's CenterFace
 #      model (python/veil/models/centerface.onnx, sha256-checked) and the
 #      onnxruntime-web files it loads at run time. Nothing comes from a CDN.
+#   4. a copy of web/dist in python/veil/_web, for the wheel.
 # Usage: scripts/build_web.sh   (scripts/install_web_deps.sh first, once)
 # Env: VEIL_WEB_SKIP_NPM=1 skips step 1 when web/node_modules is current.
 set -euo pipefail
@@ -49,11 +50,18 @@ fi
 
 rm -rf "$dist"
 mkdir -p "$dist/models" "$dist/ort"
-cp web/src/index.html web/src/style.css web/src/*.js web/src/*.d.ts "$dist/"
+cp web/src/index.html web/src/style.css web/src/*.js web/src/*.d.ts web/src/manifest.webmanifest "$dist/"
+cp -r web/src/icons "$dist/"
 cp "$wasm" "$dist/veil_wasm.wasm"
 cp "$model" "$dist/models/centerface.onnx"
 # ort.wasm.min.mjs (CPU/wasm backend only) loads this pair at run time.
 cp "$ort_dir/ort.wasm.min.mjs" "$ort_dir/ort-wasm-simd-threaded.mjs" "$ort_dir/ort-wasm-simd-threaded.wasm" "$dist/ort/"
+# HEIC/HEIF decoding (libheif-js, LGPL-3.0; its licence travels with it),
+# loaded by the page only when such a photo is opened.
+heif_dir=web/node_modules/libheif-js/libheif-wasm
+mkdir -p "$dist/heif"
+cp "$heif_dir/libheif-bundle.mjs" "$dist/heif/"
+cp "$heif_dir/LICENSE" "$dist/heif/LICENSE.txt"
 # Detection settings: read from python/veil/detect.py, so the page searches
 # photos exactly as `veil detect` does (web/src/detector.js mirrors the passes).
 python3 - python/veil/detect.py "$dist/detect-params.json" <<'PY'
@@ -70,11 +78,28 @@ for name in names:
 json.dump(params, open(sys.argv[2], "w"), indent=2)
 PY
 ort_version=$(node -p "require('./web/node_modules/onnxruntime-web/package.json').version")
+heif_version=$(node -p "require('./web/node_modules/libheif-js/package.json').version")
 cat > "$dist/build.json" <<JSON
 {
   "veil_wasm_bytes": $(stat -c %s "$dist/veil_wasm.wasm"),
   "model_sha256": "$actual",
-  "onnxruntime_web": "$ort_version"
+  "onnxruntime_web": "$ort_version",
+  "libheif_js": "$heif_version"
 }
 JSON
-echo "build_web: built $dist ($(du -sh "$dist" | cut -f1))"
+# Precompressed copies (X.gz beside X), which `veil web` sends to browsers
+# that accept gzip; -n keeps file names and times out of them.
+find "$dist" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.wasm' -o -name '*.onnx' -o -name '*.html' \
+  -o -name '*.css' -o -name '*.json' -o -name '*.webmanifest' -o -name '*.ts' \) -size +1k -exec gzip -9 -k -n {} +
+# Where gzip saves under a tenth (the model's weights), the plain file is sent.
+find "$dist" -name '*.gz' | while read -r packed; do
+  [ $(( $(stat -c %s "$packed") * 10 )) -lt $(( $(stat -c %s "${packed%.gz}") * 9 )) ] || rm "$packed"
+done
+
+# 4. The copy the Python package ships (veil/_web, git-ignored): a wheel
+# built after this (`maturin build --release`) carries the page, and an
+# installed `veil web` serves it (pyproject.toml's [tool.maturin] include).
+packaged=python/veil/_web
+rm -rf "$packaged"
+cp -r "$dist" "$packaged"
+echo "build_web: built $dist ($(du -sh "$dist" | cut -f1)), copied to $packaged"

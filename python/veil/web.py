@@ -11,14 +11,17 @@ files. It sends:
 * a ``Content-Security-Policy`` that keeps every request on the page's own
   origin (the page carries the same policy in a ``<meta>`` tag, for when it
   is served by something else);
+* files precompressed by ``scripts/build_web.sh`` (``X.gz`` beside ``X``)
+  with ``Content-Encoding: gzip`` to clients that accept it;
 * the right MIME types (``application/wasm`` for ``.wasm``, which streaming
   compilation requires; ``text/javascript`` for ``.mjs``).
 
 Where the page comes from (``root=None``), first match wins:
 
 1. the ``VEIL_WEB_ROOT`` environment variable;
-2. a copy packaged with veil, ``veil/_web/`` (a wheel built after
-   ``scripts/build_web.sh`` can include ``web/dist`` there);
+2. the copy packaged with veil, ``veil/_web/``: ``scripts/build_web.sh``
+   copies ``web/dist`` there and a wheel built afterwards carries it
+   (pyproject.toml's ``[tool.maturin] include``);
 3. ``web/dist`` of the source checkout this module lives in, built by
    ``scripts/build_web.sh``.
 """
@@ -80,6 +83,7 @@ _MIME_TYPES = {
     ".webp": "image/webp",
     ".map": "application/json",
     ".ts": "text/plain",
+    ".webmanifest": "application/manifest+json",
 }
 
 
@@ -101,7 +105,31 @@ class _Handler(SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
+        self.send_header("Vary", "Accept-Encoding")
         super().end_headers()
+
+    def send_head(self):
+        """Serves ``X.gz`` (written by scripts/build_web.sh) in place of ``X``
+        to a client that accepts gzip: the model and the wasm modules are
+        most of the page's weight, and compress by half or more."""
+        path = self.translate_path(self.path)
+        packed = path + ".gz"
+        if self.path.endswith("/") or not (_accepts_gzip(self.headers.get("Accept-Encoding", ""))
+                                           and os.path.isfile(path) and os.path.isfile(packed)):
+            return super().send_head()
+        f = open(packed, "rb")
+        try:
+            stat = os.fstat(f.fileno())
+            self.send_response(200)
+            self.send_header("Content-Type", self.guess_type(path))
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(stat.st_size))
+            self.send_header("Last-Modified", self.date_time_string(int(os.stat(path).st_mtime)))
+            self.end_headers()
+            return f
+        except BaseException:
+            f.close()
+            raise
 
     def list_directory(self, path):  # no directory listings
         self.send_error(404, "Not found")
@@ -110,6 +138,16 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:
         if not self.quiet:
             super().log_message(format, *args)
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip (and not with q=0)."""
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+    return False
 
 
 def _check_root(root: Union[str, os.PathLike, None]) -> Path:

@@ -73,9 +73,18 @@ def settle(page) -> None:
 
 
 def download(page, button: str) -> bytes:
+    """Downloads through the review step; `button` names the format as the
+    page's old buttons did ("#download-jpeg" or "#download-png")."""
+    fmt = "image/png" if button.endswith("png") else "image/jpeg"
+    page.click("#review-open")
+    page.wait_for_selector("#review:not([hidden])")
+    page.check(f"input[name=format][value='{fmt}']")
     with page.expect_download() as info:
-        page.click(button)
-    return Path(info.value.path()).read_bytes()
+        page.click("#download")
+    data = Path(info.value.path()).read_bytes()
+    page.click("#review-back")
+    page.wait_for_selector("#work:not([hidden])")
+    return data
 
 
 # ---------------------------------------------------------------- serving
@@ -277,10 +286,14 @@ def test_click_keeps_a_face_and_drag_adds_a_region(page):
     n = len(got["regions"])
     assert n >= 2
     first = page.locator("#overlay .region").first
-    expect(first).to_have_attribute("aria-pressed", "true")
     box = first.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    expect(first).to_have_attribute("aria-pressed", "false")  # kept visible
+    # A click on a face's cover only selects it; its "Keep visible" switch shows it.
+    assert page.evaluate("window.veilPage.state.regions[0].hidden") is True
+    keep = page.locator("#region-list li .keep").first
+    expect(keep).to_have_attribute("aria-pressed", "false")
+    keep.click()
+    expect(keep).to_have_attribute("aria-pressed", "true")  # kept visible
     assert page.evaluate("window.veilPage.state.regions[0].hidden") is False
 
     # The kept face shows the original pixels again.
@@ -324,14 +337,17 @@ def test_keyboard_toggles_moves_and_adds(page):
     open_photo(page, FIXTURES / "two_faces.jpg")
     first = page.locator("#overlay .region").first
     first.focus()
-    page.keyboard.press("Space")
-    expect(first).to_have_attribute("aria-pressed", "false")
-    page.keyboard.press("Enter")
-    expect(first).to_have_attribute("aria-pressed", "true")
-    before = page.evaluate("window.veilPage.state.regions[0].left")
+    page.keyboard.press("k")
+    assert page.evaluate("window.veilPage.state.regions[0].hidden") is False
+    page.keyboard.press("k")
+    assert page.evaluate("window.veilPage.state.regions[0].hidden") is True
+    # A cover you added moves with the arrows (a face's cover does not).
+    page.click("#add")
+    before = page.evaluate("window.veilPage.state.regions.at(-1).left")
     for key in ["ArrowRight"] * 6 + ["Shift+ArrowDown"] * 4 + ["ArrowUp"] * 3:
         page.keyboard.press(key)
-    assert page.evaluate("window.veilPage.state.regions[0].left") > before
+    assert page.evaluate("window.veilPage.state.regions.at(-1).left") > before
+    page.keyboard.press("Delete")
     # The preview is redrawn only where regions are or were: after moving and
     # resizing it must equal a redraw of the whole photo.
     settle(page)
@@ -366,14 +382,13 @@ def test_fits_a_phone_screen(browser, base_url):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         canvas = page.query_selector("#canvas").bounding_box()
         assert canvas["x"] >= 0 and canvas["x"] + canvas["width"] <= 390
-        for button in ("#download-jpeg", "#add"):
+        for button in ("#review-open", "#add"):
             b = page.query_selector(button).bounding_box()
             assert b["x"] >= 0 and b["x"] + b["width"] <= 390 and b["height"] >= 40
-        # A tap toggles a face.
-        region = page.locator("#overlay .region").first
-        box = region.bounding_box()
-        page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        expect(region).to_have_attribute("aria-pressed", "false")
+        # A tap on a face's "Keep visible" switch shows it.
+        keep = page.locator("#region-list li .keep").first
+        keep.tap()
+        expect(keep).to_have_attribute("aria-pressed", "true")
     finally:
         ctx.close()
 

@@ -15,22 +15,61 @@ export const MAX_STRENGTH = 10;
  * detail is what deblurring attacks recover, and noise destroys it. */
 export const NOISE_AMOUNT = 24;
 
-/** A region (image pixels) covering `face` grown by MASK_SCALE, clipped to the image. */
-export function regionFromFace(face, width, height, scale = MASK_SCALE) {
+/**
+ * A region (image pixels) covering `face` grown by MASK_SCALE, centre kept.
+ * Never clipped to the photo: a face at the border keeps its whole cover
+ * (veil-core paints only the part inside the photo), so no later edit can
+ * shrink it by pushing it against the edge.
+ */
+export function regionFromFace(face, scale = MASK_SCALE) {
   const w = (face.right - face.left) * scale;
   const h = (face.bottom - face.top) * scale;
   const cx = (face.left + face.right) / 2;
   const cy = (face.top + face.bottom) / 2;
-  return clipRegion({ left: cx - w / 2, top: cy - h / 2, width: w, height: h }, width, height);
+  return { left: cx - w / 2, top: cy - h / 2, width: w, height: h };
 }
 
-/** Keeps a region inside the image, at least 1 px in each direction. */
-export function clipRegion(r, width, height) {
-  const left = Math.min(Math.max(0, r.left), width - 1);
-  const top = Math.min(Math.max(0, r.top), height - 1);
-  const right = Math.min(width, Math.max(left + 1, r.left + r.width));
-  const bottom = Math.min(height, Math.max(top + 1, r.top + r.height));
-  return { left, top, width: right - left, height: bottom - top };
+/** The box [left, top, right, bottom] of a region. */
+export function edges(r) {
+  return [r.left, r.top, r.left + r.width, r.top + r.height];
+}
+
+/**
+ * The box spanned by `l, t, r, b` (in any order), made to contain `floor`
+ * (a detected face's own cover) when one is given: a face's cover can grow
+ * and change shape, never shrink below what was detected or move off it.
+ * At least 1 px each way.
+ */
+export function boxContaining(l, t, r, b, floor) {
+  let [x0, x1] = [Math.min(l, r), Math.max(l, r)];
+  let [y0, y1] = [Math.min(t, b), Math.max(t, b)];
+  if (floor) {
+    const [fl, ft, fr, fb] = edges(floor);
+    x0 = Math.min(x0, fl);
+    y0 = Math.min(y0, ft);
+    x1 = Math.max(x1, fr);
+    y1 = Math.max(y1, fb);
+  }
+  return { left: x0, top: y0, width: Math.max(1, x1 - x0), height: Math.max(1, y1 - y0) };
+}
+
+/**
+ * Moves a region you added by (dx, dy), keeping at least `keepPx` of it on
+ * the photo so it cannot be lost off the edge. Its size never changes.
+ */
+export function moveWithin(r, dx, dy, width, height, keepPx = 8) {
+  const kx = Math.min(keepPx, r.width);
+  const ky = Math.min(keepPx, r.height);
+  const left = Math.min(width - kx, Math.max(kx - r.width, r.left + dx));
+  const top = Math.min(height - ky, Math.max(ky - r.height, r.top + dy));
+  return { left, top, width: r.width, height: r.height };
+}
+
+/** Whether region `r` contains box `floor` (to within `eps` px). */
+export function contains(r, floor, eps = 1e-6) {
+  const [a, b, c, d] = edges(r);
+  const [e, f, g, h] = edges(floor);
+  return a <= e + eps && b <= f + eps && c >= g - eps && d >= h - eps;
 }
 
 /**
