@@ -79,11 +79,13 @@ Writing (:func:`encode_image`, :func:`save_image`)
       the colour under fully transparent pixels is set to black: those
       pixels are invisible, so they must not carry hidden picture data
       (lossy WebP may then fill them from their visible neighbours).
-    * :func:`save_image` writes atomically: to a temporary file in the
-      destination folder, flushed and fsynced, then moved into place; on any
-      failure the temporary file is removed, so a partial file is never left
-      behind. It refuses to replace an existing file unless
-      ``overwrite=True``.
+    * :func:`save_image` writes atomically: to an unnamed ``O_TMPFILE`` file
+      in the destination folder (Linux), fsynced, then given its name with
+      ``linkat``, so even a hard kill leaves nothing; elsewhere to a short
+      hidden ``.<pid>-<random>.veil-tmp`` file that is renamed into place,
+      removed on failure, and removed by the next write into that folder if
+      its run was killed. It refuses to replace an existing file unless
+      ``overwrite=True``. Errors name the target, never a temporary file.
 
 Checking (:func:`scan_metadata`)
     An independent byte-level parser (it does not use Pillow) that walks JPEG
@@ -1284,25 +1286,140 @@ def save_image(
     if not isinstance(overwrite, bool):
         raise TypeError("overwrite must be True or False")
     if not overwrite and os.path.lexists(target):
-        raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{describe_path(target)!r} already exists; pass overwrite=True to replace it")
     data = encode_image(pixels, fmt, quality=quality, icc_profile=icc_profile)
     _write_atomically(data, target, overwrite)
     return target
 
 
+#: Suffix of veil's named temporary files (used where ``O_TMPFILE`` is not).
+TEMP_SUFFIX = ".veil-tmp"
+_cleaned_folders: set = set()
+_cleaned_lock = threading.Lock()
+
+
 def _write_atomically(data: bytes, target: Path, overwrite: bool) -> None:
+    """Write ``data`` to ``target`` so it appears complete or not at all.
+
+    Where the system has ``O_TMPFILE`` (Linux), the bytes go to an unnamed
+    file in the destination folder that is given its name only once
+    complete (``linkat`` through ``/proc/self/fd``): a hard kill leaves
+    nothing visible. Elsewhere a short hidden ``.<pid>-<random>.veil-tmp``
+    file is used and renamed; stale ones left by a killed run are removed by
+    the next write into that folder. Errors name ``target``, never a
+    temporary file."""
     folder = target.parent
-    # A hidden name in the same folder (so the final move is a rename within
-    # one filesystem), created exclusively so we never write through an
-    # existing file or link; the mode lets the umask decide permissions as
-    # for any normally created file.
-    temp = folder / f".{target.name}.{secrets.token_hex(6)}.veil-tmp"
+    _remove_stale_temporaries(folder)
+    try:
+        if not _write_unnamed(data, target, overwrite):
+            _write_named(data, target, overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{describe_path(target)!r} already exists; pass overwrite=True to replace it") from None
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(target)) from None
+    _fsync_folder(folder)
+
+
+def _write_unnamed(data: bytes, target: Path, overwrite: bool) -> bool:
+    """The ``O_TMPFILE`` path; ``False`` when the system or filesystem lacks it."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or _libc_linkat is False:
+        return False
+    folder = target.parent
+    try:
+        fd = os.open(folder if str(folder) else ".", flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return False  # filesystem without unnamed files
+        raise
+    try:
+        _write_fd(fd, data)
+        if not overwrite:
+            # Fails if the name is taken: no check-then-act race.
+            return _link_fd(fd, target)
+        # Replacing: give it a short-lived name, then rename over the target.
+        temp = _temp_name(folder)
+        if not _link_fd(fd, temp):
+            return False
+        try:
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return True
+    finally:
+        os.close(fd)
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
+_AT_EMPTY_PATH = 0x1000
+_libc_linkat = None
+
+
+def _link_fd(fd: int, target: Path) -> bool:
+    """Give the unnamed file ``fd`` the name ``target``: ``linkat(fd, "",
+    AT_EMPTY_PATH)`` where allowed (it needs CAP_DAC_READ_SEARCH), else
+    ``linkat`` of ``/proc/self/fd/N`` with ``AT_SYMLINK_FOLLOW``. ``False``
+    when neither works here; ``FileExistsError`` when the name is taken."""
+    global _libc_linkat
+    dest = os.fsencode(os.fspath(target))
+    if _libc_linkat is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            func = libc.linkat
+            func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            func.restype = ctypes.c_int
+            _libc_linkat = (func, ctypes)
+        except (OSError, AttributeError, ImportError):
+            _libc_linkat = False
+    attempts = []
+    if _libc_linkat:
+        func, ctypes = _libc_linkat
+        attempts.append(lambda: (func(fd, b"", _AT_FDCWD, dest, _AT_EMPTY_PATH), ctypes.get_errno()))
+        attempts.append(
+            lambda: (func(_AT_FDCWD, f"/proc/self/fd/{fd}".encode(), _AT_FDCWD, dest, _AT_SYMLINK_FOLLOW), ctypes.get_errno())
+        )
+    for attempt in attempts:
+        result, err = attempt()
+        if result == 0:
+            return True
+        if err == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, os.strerror(err), os.fspath(target))
+        if err in (errno.EPERM, errno.EACCES, errno.ENOENT, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            if err == errno.ENOENT and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+                raise FileNotFoundError(err, os.strerror(err), os.fspath(target))
+            continue
+        raise OSError(err, os.strerror(err), os.fspath(target))
+    return False
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
+def _temp_name(folder: Path) -> Path:
+    # Short, so that any legal target name still fits beside it; the pid
+    # says whether the run that made it is still alive.
+    return folder / f".{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
+def _write_named(data: bytes, target: Path, overwrite: bool) -> None:
+    folder = target.parent
+    temp = _temp_name(folder)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            _write_fd(fd, data)
+        finally:
+            os.close(fd)
         if overwrite:
             os.replace(temp, target)
         else:
@@ -1311,7 +1428,53 @@ def _write_atomically(data: bytes, target: Path, overwrite: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_folder(folder)
+
+
+_TEMP_PATTERN = re.compile(r"^\.(\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"$")
+_OLD_TEMP_PATTERN = re.compile(r"^\..+\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX) + r"$")
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove veil's temporary files in ``folder`` left by runs that were
+    killed: those whose process is gone (or, for the older naming without a
+    pid, a day old). Once per folder per process."""
+    key = os.path.abspath(folder)
+    with _cleaned_lock:
+        if key in _cleaned_folders:
+            return
+        _cleaned_folders.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    import time
+
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(TEMP_SUFFIX):
+            continue
+        match = _TEMP_PATTERN.match(name)
+        stale = False
+        try:
+            if match:
+                pid = int(match.group(1))
+                stale = pid != os.getpid() and not _process_alive(pid)
+            elif _OLD_TEMP_PATTERN.match(name):
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > 86400
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (someone else's), or cannot tell: keep its file
+    return True
 
 
 def _move_without_replacing(temp: Path, target: Path) -> None:
@@ -1321,10 +1484,10 @@ def _move_without_replacing(temp: Path, target: Path) -> None:
     try:
         os.link(temp, target)
     except FileExistsError:
-        raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it") from None
+        raise
     except (OSError, NotImplementedError):
         if os.path.lexists(target):
-            raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it") from None
+            raise FileExistsError(errno.EEXIST, "already exists", os.fspath(target)) from None
         os.replace(temp, target)
         return
     os.unlink(temp)
