@@ -165,9 +165,11 @@ _BYTES_PER_PIXEL_DEFAULT = 20
 
 #: A file that declares more pixels than this per byte of file is refused as
 #: a decompression bomb (above :data:`_BOMB_FLOOR_PIXELS` pixels; smaller
-#: images are cheap whatever they claim). Huffman-coded JPEG cannot go above
-#: about 230 pixels per byte; a real photo in any format stays far below 100.
-MAX_PIXELS_PER_BYTE = 1024
+#: images are cheap whatever they claim). A real photo stays below about 10
+#: pixels per byte in every format (a 12 MP JPEG is 2-6 MB); only flat
+#: synthetic images go higher: a PNG of zeros reaches about 340 for RGB and
+#: 8000 for 1-bit, Huffman-coded JPEG tops out near 230.
+MAX_PIXELS_PER_BYTE = 256
 _BOMB_FLOOR_PIXELS = 16_000_000
 
 #: More scans than this in one JPEG is refused before decoding: each scan is
