@@ -384,9 +384,11 @@ def test_huge_numbers_are_value_errors():
     [["--add-region", "1e308,0,10,10"], ["--keep", "0,0,1e308,5"], ["-o", "x.gif"], ["-o", "x.jpg", "--format", "png"]],
 )
 def test_more_usage_errors_exit_2(args, tmp_path):
-    r = run_veil("blur", PORTRAIT, *args, cwd=tmp_path)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(PORTRAIT.read_bytes())
+    r = run_veil("blur", photo, *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
-    assert files(tmp_path) == []
+    assert files(tmp_path) == ["p.jpg"]
 
 
 def test_negative_coordinates_need_no_equals_sign(tmp_path):
