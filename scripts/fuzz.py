@@ -28,6 +28,7 @@ It prints a summary: files, outcomes, worst wall time, CPU time and memory.
     python scripts/fuzz.py                 everything (make fuzz)
     python scripts/fuzz.py --quick         crafted carriers + a sample, bounded time (make fuzz-quick)
     python scripts/fuzz.py --atheris 300   also a coverage-guided run of veil.io's loader and scanner
+    python scripts/fuzz.py --measure-memory [PHOTO...]   peak memory of veil blur per photo (README)
 """
 
 from __future__ import annotations
@@ -366,11 +367,11 @@ def outcome(result: dict) -> str:
     if result.get("cli_exit") == 0:
         return "written (damaged)" if any("damaged" in w for w in result.get("warnings") or []) else "written"
     error = (result.get("cli_error") or "").lower()
-    for key, label in (("not an image veil can read", "refused: not a format veil reads"),
+    for key, label in (("pixels per byte", "refused: bomb (pixels per byte)"),
+                       ("not an image veil can read", "refused: not a format veil reads"),
                        ("truncated or corrupt", "refused: truncated or corrupt"),
                        ("corrupt", "refused: truncated or corrupt"),
                        ("decode budget", "refused: over the decode budget"),
-                       ("pixels per byte", "refused: bomb (pixels per byte)"),
                        ("decompression bomb", "refused: bomb (pixel limit)"),
                        ("jpeg scans", "refused: too many JPEG scans"),
                        ("animated or multi-page", "refused: animated or multi-page"),
@@ -455,6 +456,45 @@ def run_atheris(seconds: int, seeds: List[Path], work: Path) -> bool:
 
 
 # --------------------------------------------------------------------------
+# Peak memory per photo (the README's table)
+# --------------------------------------------------------------------------
+
+
+def measure_memory(extra_files: List[str], work: Path) -> None:
+    """Peak RSS of one ``veil blur`` process per photo: synthetic 12, 24 and
+    48 MP JPEGs (gradients plus noise), with and without tiles."""
+    import numpy as np
+    from PIL import Image
+
+    photos = []
+    for w, h in ((4000, 3000), (6000, 4000), (8000, 6000)):
+        path = work / f"photo_{w * h // 1_000_000}mp.jpg"
+        y, x = np.mgrid[0:h, 0:w]
+        base = np.stack([x * 200 // w, y * 200 // h, (x + y) * 100 // (w + h)], -1).astype(np.uint8)
+        noise = np.random.default_rng(0).integers(0, 40, (h, w, 1), dtype=np.uint8)
+        Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path, quality=90)
+        del base, noise, y, x
+        photos.append(str(path))
+    veil_cmd = [sys.executable, "-m", "veil"]
+    probe = (
+        "import resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(r.returncode, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime)\n"
+    )
+    print("photo | options | exit | peak MB | CPU s | wall s")
+    for photo in photos + list(extra_files):
+        for extra in ([], ["--no-tiles"]):
+            began = time.monotonic()
+            out = subprocess.run(
+                [sys.executable, "-c", probe, *veil_cmd, "blur", photo, "-o", str(work / "out.png"), "--overwrite", *extra],
+                capture_output=True, text=True,
+            ).stdout.split()
+            print(f"{Path(photo).name} | {' '.join(extra) or 'default'} | {out[0]} | {float(out[1]):.0f} | "
+                  f"{float(out[2]):.1f} | {time.monotonic() - began:.1f}", flush=True)
+
+
+# --------------------------------------------------------------------------
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -469,10 +509,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--atheris", type=int, default=0, metavar="SECONDS", help="also run atheris this long")
     parser.add_argument("--no-download", action="store_true", help="crafted carriers only")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--measure-memory", nargs="*", metavar="PHOTO", default=None,
+                        help="only measure peak memory of veil blur on 12/24/48 MP photos (and PHOTOs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker()
+        return 0
+    if args.measure_memory is not None:
+        with tempfile.TemporaryDirectory(prefix="veil-memory-") as folder:
+            measure_memory(args.measure_memory, Path(folder))
         return 0
     budget = args.budget if args.budget is not None else (150.0 if args.quick else None)
     work = Path(tempfile.mkdtemp(prefix="veil-fuzz-"))

@@ -424,3 +424,14 @@ def test_library_warnings_become_one_line(capsys, monkeypatch):
         warnings.warn("Metadata Warning,\n  tag 282 had too many entries", UserWarning)
         warnings.warn("Metadata Warning,\n  tag 282 had too many entries", UserWarning)
     assert capsys.readouterr().err == "veil: warning: Metadata Warning, tag 282 had too many entries\n"
+
+
+def test_detect_reads_stdin_and_cloak_refuses_dash_instead_of_writing_a_file_named_dash(tmp_path):
+    r = run_veil("detect", "-", "--json", cwd=tmp_path, input=PORTRAIT.read_bytes())
+    assert r.returncode == 0, r.stderr
+    assert b'"faces"' in r.stdout
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(PORTRAIT.read_bytes())
+    r = run_veil("cloak", photo, "-o", "-", cwd=tmp_path)
+    assert r.returncode == 2 and b"does not read stdin or write stdout" in r.stderr
+    assert files(tmp_path) == ["p.jpg"]

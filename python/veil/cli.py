@@ -144,6 +144,14 @@ def _check_output_choice(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error(f"{' and '.join(chosen)} cannot be used together")
     if args.output and (len(args.inputs) != 1 or Path(args.inputs[0]).is_dir()):
         parser.error("-o/--output takes exactly one input file; use --out-dir for several")
+    if getattr(args, "command", "blur") != "blur":
+        # Commands that read photos with io.load_image directly (veil cloak)
+        # have no stdin/stdout or damaged-file path yet: say so instead of
+        # writing a file named "-" or ignoring the flag.
+        if STDIO in args.inputs or args.output == STDIO:
+            parser.error(f"veil {args.command} does not read stdin or write stdout (-); name files")
+        if getattr(args, "allow_damaged", False):
+            parser.error(f"--allow-damaged is for veil blur and veil detect, not veil {args.command}")
     if STDIO in args.inputs and not args.output:
         parser.error("reading a photo from stdin (-) needs -o OUT or -o - (stdout)")
     if args.in_place and STDIO in args.inputs:
@@ -990,11 +998,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError as exc:
             args.subparser.error(f"{exc} (environment variable {env})")
     _quiet_library_warnings()
+    budget = getattr(args, "max_memory_mb", None)
+    saved = os.environ.get(io.MAX_DECODE_MB_ENV)
+    if budget is not None:
+        # Every loader in this run honours it, including subcommands that
+        # call io.load_image themselves.
+        os.environ[io.MAX_DECODE_MB_ENV] = repr(float(budget))
     try:
         return args.run(args, args.subparser)
     except KeyboardInterrupt:
         print("veil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if budget is not None:
+            if saved is None:
+                os.environ.pop(io.MAX_DECODE_MB_ENV, None)
+            else:
+                os.environ[io.MAX_DECODE_MB_ENV] = saved
 
 
 if __name__ == "__main__":  # pragma: no cover
