@@ -448,8 +448,12 @@ def run_atheris(seconds: int, seeds: List[Path], work: Path) -> bool:
            "-timeout=20", "-max_len=65536", f"-artifact_prefix={work}/atheris-"]
     print(f"fuzz: atheris for {seconds} s over veil.io.load_image and scan_metadata", file=sys.stderr, flush=True)
     r = subprocess.run(cmd, capture_output=True, text=True)
-    tail = "\n".join(r.stderr.splitlines()[-8:])
-    print(tail)
+    lines = r.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("#") and "cov:" in line]
+    done = [line for line in lines if line.startswith("Done ")]
+    print("\n".join(progress[-1:] + done[-1:]) or "\n".join(lines[-20:]))
+    if r.returncode != 0:
+        print("\n".join(lines[-40:]))
     ok = r.returncode == 0
     print("fuzz: atheris " + ("passed" if ok else f"FAILED (exit {r.returncode}); crash input under {work}"))
     return ok
