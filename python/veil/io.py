@@ -21,6 +21,8 @@ Reading (:func:`load_image`)
       TIFF, BMP, GIF, AVIF (where Pillow supports it), and HEIC/HEIF through
       ``pillow-heif``, registered the first time a HEIF file is seen. For a
       HEIF file holding several top-level images the primary image is used.
+      Every other format Pillow knows (PSD, ICO, PPM, ...) is refused
+      unread (:data:`READABLE_FORMATS`).
     * **Modes:** ``1`` becomes grey; ``L`` stays grey; ``P`` (palette) becomes
       RGB, or RGBA when the palette has transparency; ``LA``/``PA``/``La``
       become RGBA (veil has no 2-channel layout); ``RGBX`` becomes RGB;
@@ -42,9 +44,25 @@ Reading (:func:`load_image`)
       before its pixel data is decoded. Pillow's own
       ``DecompressionBombWarning`` is never let out; its
       ``DecompressionBombError`` becomes an :class:`ImageError`.
+    * **Decoding cost**, also from the header: a photo whose processing
+      would take more memory than the decode budget
+      (:data:`DEFAULT_MAX_DECODE_MB`, ``VEIL_MAX_DECODE_MB``,
+      ``max_memory_mb``), one above 16 MP that declares more than
+      :data:`MAX_PIXELS_PER_BYTE` pixels per byte of file, a JPEG with more
+      than :data:`MAX_JPEG_SCANS` scans, and a multi-page TIFF (its pages
+      counted in one linear walk) are refused.
+    * **Truncated or corrupt** files are refused in every format. libjpeg
+      fills a JPEG whose data stops early with grey and only warns, so a
+      one-scan JPEG is decoded without its end marker (a short scan then
+      runs out of data, which Pillow reports) and a progressive one must
+      refine every coefficient to full precision. ``allow_damaged=True``
+      decodes what there is instead and says so in the notes.
+    * **Only regular files** are opened: a FIFO, device or socket is refused
+      from ``stat`` before ``open`` (a FIFO would block), and again from
+      ``fstat`` of what was opened with ``O_NONBLOCK``.
     * **Bad input** (missing file, directory, empty, truncated, corrupt, not
       an image) raises :class:`ImageError`, a ``ValueError``, whose message
-      names the file and says what is wrong.
+      names the file (see :func:`describe_path`) and says what is wrong.
 
 Colour profiles (the ICC decision)
     An embedded ICC profile can identify: its free-text description often
@@ -815,9 +833,7 @@ def _decode_jpeg_strictly(im: Image.Image, data: bytes, name: str, limits: _Limi
     truncated. A progressive JPEG must have scans that refine every
     coefficient of every component to full precision."""
     scans, scan_end, progressive, complete = _jpeg_structure(data, name)
-    if scans == 0:
-        if limits.allow_damaged:
-            raise ImageError(f"{name} is truncated or corrupt: no image data (no JPEG scan)")
+    if scans == 0:  # nothing to decode, damaged or not
         raise ImageError(f"{name} is truncated or corrupt: no image data (no JPEG scan)")
     if scans > 1 or progressive:
         if not complete and not limits.allow_damaged:
