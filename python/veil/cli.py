@@ -185,7 +185,7 @@ def _photo_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-memory-mb", type=_number(float, 1, 2**40, what="a positive number of MiB"), default=None, metavar="MIB",
         help="refuse, before decoding, a photo whose processing would need more memory than this (default: "
-        "$VEIL_MAX_DECODE_MB, else 2048: about 100 megapixels; with --jobs N the peak is about 650 MB + N x MIB)",
+        "$VEIL_MAX_DECODE_MB, else 2048: about 100 megapixels; with --jobs N the peak is about 800 MB + N x MIB)",
     )
     p.add_argument(
         "--allow-damaged", action="store_true",

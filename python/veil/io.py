@@ -167,17 +167,18 @@ MAX_PIXELS_ENV = "VEIL_MAX_PIXELS"
 #: image, veil's copies, the covered copy and the encoder's), in MiB. Checked
 #: from the header, before decoding, against ``width x height x`` the bytes
 #: per pixel below. 2048 MiB admits about 100 megapixels of colour; the
-#: fixed cost of the face detector (about 650 MB, shared by ``--jobs``
-#: threads) comes on top, so a service can size ``--jobs N`` as
-#: ``650 MB + N x budget``.
+#: fixed cost of the face detector (about 800 MB with its full-resolution
+#: tiles, 240 MB without, measured) comes on top, so a service can size
+#: ``--jobs N`` as ``800 MB + N x budget``.
 DEFAULT_MAX_DECODE_MB = 2048
 
 #: Environment variable that overrides :data:`DEFAULT_MAX_DECODE_MB`.
 MAX_DECODE_MB_ENV = "VEIL_MAX_DECODE_MB"
 
-#: Measured peak bytes per pixel of one photo through ``veil blur`` above
-#: the detector's fixed cost (12 and 24 MP JPEGs: 14.5-26 B/px; see the
-#: README's "Hostile files"), rounded up; grey images take less.
+#: Peak bytes per pixel of one photo through ``veil blur`` above the
+#: detector's fixed cost: 11-18 measured on 12, 24 and 48 MP JPEGs
+#: (``scripts/fuzz.py --measure-memory``, README "Hostile files"), rounded
+#: up; grey images take less.
 _BYTES_PER_PIXEL = {"1": 8, "L": 8, "I;16": 12, "I;16L": 12, "I;16B": 12, "I;16N": 12, "I": 16, "F": 16}
 _BYTES_PER_PIXEL_DEFAULT = 20
 
