@@ -48,7 +48,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "target" / "fuzz"

@@ -160,8 +160,6 @@ def _check_output_choice(args: argparse.Namespace, parser: argparse.ArgumentPars
         if getattr(args, "json", False):
             parser.error("-o - writes the photo to stdout, so --json cannot use it too")
     elif args.output:
-        from . import io
-
         try:
             OutputPlanner._format_for(Path(args.output), None, args.format.upper() if args.format else None)
         except ValueError as exc:

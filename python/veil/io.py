@@ -127,7 +127,6 @@ import re
 import secrets
 import stat
 import struct
-import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
