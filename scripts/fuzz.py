@@ -508,7 +508,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--budget", type=float, default=None,
                         help="stop starting files after this many seconds (default: none; 150 with --quick)")
     parser.add_argument("--sample", type=int, default=120, help="corpus files in --quick (default: %(default)s)")
-    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per file (default: %(default)s)")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per file (default: %(default)s)")
     parser.add_argument("--memory-mb", type=int, default=3072, help="peak MB per file (default: %(default)s)")
     parser.add_argument("--atheris", type=int, default=0, metavar="SECONDS", help="also run atheris this long")
     parser.add_argument("--no-download", action="store_true", help="crafted carriers only")
