@@ -2,12 +2,13 @@
 #   make demo    set up, then hide the faces in the bundled example photo
 #   make test    set up, build the page, run every test (Rust, Python, browser)
 #   make bench   side-by-side benchmarks (needs benches/requirements-bench.txt)
+#   make fuzz    hostile files through veil: Pillow's and pillow-heif's test images, crafted bombs (README)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-rust test-python web web-deps wasm bench lint clean
+.PHONY: install demo test test-rust test-python web web-deps wasm bench lint clean fuzz fuzz-quick fuzz-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,20 @@ test: install web test-rust
 bench: install
 	$(BIN)/python -m pip install --quiet -r benches/requirements-bench.txt
 	$(BIN)/python benches/bench_kernels.py
+
+# atheris has wheels for common CPython versions only; without it the
+# coverage-guided part is skipped and says so.
+fuzz-deps: install
+	$(BIN)/python -m pip install --quiet -r scripts/requirements-fuzz.txt || echo "fuzz: atheris could not be installed"
+
+# Every file, no time budget, then 5 minutes of atheris.
+fuzz: fuzz-deps
+	$(BIN)/python scripts/fuzz.py --atheris 300
+
+# The bounded part CI runs: crafted carriers, a fixed sample of the corpus,
+# about 2.5 minutes of files and 30 s of atheris.
+fuzz-quick: fuzz-deps
+	$(BIN)/python scripts/fuzz.py --quick --atheris 30
 
 lint:
 	cargo clippy -p veil-core -p veil-py -p veil-wasm -- -D warnings

@@ -415,3 +415,82 @@ def frames_file(fmt: str, count: int = 2, **options) -> bytes:
     buf = io.BytesIO()
     frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **options)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------
+# Hostile files: truncations, bombs, decoding-cost attacks
+# --------------------------------------------------------------------------
+
+
+def photo_like(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus noise: compresses like a photo, not like a flat
+    test pattern, so truncating it at a fraction of its bytes cuts the
+    image at about that fraction of its rows."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 200 // max(1, width), y * 200 // max(1, height), (x + y) * 100 // max(1, width + height)], -1)
+    return np.clip(base + rng.integers(0, 50, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def truncated(data: bytes, fraction: float, append: bytes = b"") -> bytes:
+    """The first ``fraction`` of a file, plus ``append`` (e.g. a JPEG end
+    marker, which makes libjpeg fill the rest with grey)."""
+    return data[: max(1, int(len(data) * fraction))] + append
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header is patched to claim ``width`` x
+    ``height``: a few hundred bytes that would decode as a huge grey image."""
+    data = bytearray(plain_jpeg(np.full((16, 16, 3), 128, np.uint8), quality=50))
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def many_scans_jpeg(scans: int) -> bytes:
+    """A progressive JPEG with ``scans`` extra copies of its last scan (a
+    valid stream; libjpeg reads every one, each a pass over the image)."""
+    data = encode_with_pillow(photo_like(32, 32), "JPEG", progressive=True)
+    last_sos = data.rfind(b"\xff\xda")
+    end = data.rfind(b"\xff\xd9")
+    return data[:end] + data[last_sos:end] * scans + b"\xff\xd9"
+
+
+def png_of_zeros(width: int, height: int, colour_type: int = 2, bit_depth: int = 8) -> bytes:
+    """A well-formed PNG of ``width`` x ``height`` black pixels, compressed
+    as far as deflate goes (about 1000:1): a bomb that is a valid file."""
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]
+    row = b"\x00" * (1 + (width * channels * bit_depth + 7) // 8)
+    packer = zlib.compressobj(9)
+    parts = [packer.compress(row) for _ in range(height)]
+    parts.append(packer.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"".join(parts))
+            + png_chunk(b"IEND", b""))
+
+
+def tiff_with_pages(pages: int) -> bytes:
+    """A TIFF of ``pages`` chained 1x1 grey pages (one shared strip)."""
+    strip_at = 8
+    first = strip_at + 2  # one pixel, padded to even
+    header = b"II*\x00" + struct.pack("<I", first)
+    entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, strip_at), (277, 3, 1, 1), (278, 3, 1, 1), (279, 4, 1, 1)]
+    ifd_size = 2 + 12 * len(entries) + 4
+    out = [header, b"\x80\x00"]
+    for i in range(pages):
+        at = first + i * ifd_size
+        nxt = at + ifd_size if i + 1 < pages else 0
+        body = struct.pack("<H", len(entries))
+        for tag, kind, count, value in entries:
+            body += struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        out.append(body + struct.pack("<I", nxt))
+    return b"".join(out)
+
+
+def gif_bomb(width: int, height: int) -> bytes:
+    """A GIF whose one frame claims ``width`` x ``height`` and whose LZW data
+    ends at once (Pillow decodes nothing, then allocates the whole canvas)."""
+    head = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x4c\x01\x00"
+    return head + frame + b"\x3b"

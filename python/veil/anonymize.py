@@ -313,15 +313,26 @@ def _check_color(color: object) -> Tuple[int, int, int]:
     return tuple(_check_int("color", v, 0, 255) for v in values)  # type: ignore[return-value]
 
 
+#: Largest pixel coordinate or size taken for a box: far beyond any image
+#: (JPEG stops at 65,500 a side), small enough that no arithmetic on it
+#: overflows on the way to the Rust core.
+MAX_COORDINATE_PX = 2**31 - 1
+
+
 def _check_box(name: str, box: object) -> Box:
     if isinstance(box, (str, bytes)) or not isinstance(box, Iterable):
         raise TypeError(f"{name} must be a box (left, top, width, height) in pixels, got {box!r}")
     values = tuple(box)
     if len(values) != 4 or not all(_is_real(v) for v in values):
         raise ValueError(f"{name} must be a box of 4 numbers (left, top, width, height) in pixels, got {box!r}")
-    left, top, width, height = (float(v) for v in values)
+    try:
+        left, top, width, height = (float(v) for v in values)
+    except OverflowError:
+        raise ValueError(f"{name} has a value too large for a pixel coordinate, got {box!r}") from None
     if not all(math.isfinite(v) for v in (left, top, width, height)):
         raise ValueError(f"{name} must have finite values, got {box!r}")
+    if not all(abs(v) <= MAX_COORDINATE_PX for v in (left, top, width, height)):
+        raise ValueError(f"{name} must have values within +-{MAX_COORDINATE_PX:,} pixels, got {box!r}")
     if width <= 0 or height <= 0:
         raise ValueError(f"{name} must have a width and height > 0, got {box!r}")
     return (left, top, width, height)

@@ -81,7 +81,13 @@ def _numbers(text: str, count: Sequence[int], what: str) -> Tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    if not all(abs(v) <= _MAX_COORDINATE for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: pixel values must be within +-{_MAX_COORDINATE:,}")
     return values
+
+
+# Far beyond any photo; keeps every later sum and product finite and in range.
+_MAX_COORDINATE = 2**31 - 1
 
 
 def _region_arg(text: str) -> Tuple[float, float, float, float]:
@@ -138,6 +144,30 @@ def _check_output_choice(args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error(f"{' and '.join(chosen)} cannot be used together")
     if args.output and (len(args.inputs) != 1 or Path(args.inputs[0]).is_dir()):
         parser.error("-o/--output takes exactly one input file; use --out-dir for several")
+    if getattr(args, "command", "blur") != "blur":
+        # Commands that read photos with io.load_image directly (veil cloak)
+        # have no stdin/stdout or damaged-file path yet: say so instead of
+        # writing a file named "-" or ignoring the flag.
+        if STDIO in args.inputs or args.output == STDIO:
+            parser.error(f"veil {args.command} does not read stdin or write stdout (-); name files")
+        if getattr(args, "allow_damaged", False):
+            parser.error(f"--allow-damaged is for veil blur and veil detect, not veil {args.command}")
+    if STDIO in args.inputs and not args.output:
+        parser.error("reading a photo from stdin (-) needs -o OUT or -o - (stdout)")
+    if args.in_place and STDIO in args.inputs:
+        parser.error("--in-place cannot replace stdin")
+    if args.output == STDIO:
+        if getattr(args, "json", False):
+            parser.error("-o - writes the photo to stdout, so --json cannot use it too")
+    elif args.output:
+        try:
+            OutputPlanner._format_for(Path(args.output), None, args.format.upper() if args.format else None)
+        except ValueError as exc:
+            parser.error(str(exc))
+
+
+#: The name that means stdin (as an input) or stdout (as ``-o -``).
+STDIO = "-"
 
 
 def _photo_options() -> argparse.ArgumentParser:
@@ -150,6 +180,16 @@ def _photo_options() -> argparse.ArgumentParser:
         help="photos processed at once, on threads (default: %(default)s; each photo already uses every core)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout (messages still go to stderr)")
+    p.add_argument(
+        "--max-memory-mb", type=_number(float, 1, 2**40, what="a positive number of MiB"), default=None, metavar="MIB",
+        help="refuse, before decoding, a photo whose processing would need more memory than this (default: "
+        "$VEIL_MAX_DECODE_MB, else 2048: about 100 megapixels; with --jobs N the peak is about 800 MB + N x MIB)",
+    )
+    p.add_argument(
+        "--allow-damaged", action="store_true",
+        help="read truncated or damaged photos as far as their data goes (the rest comes out grey or black) "
+        "instead of refusing them; the report and stderr say which",
+    )
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar on stderr (default: on for several photos when stderr is a terminal)",
@@ -227,9 +267,14 @@ def collect_inputs(inputs: Sequence[str], recursive: bool) -> Tuple[List[Job], L
         key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
-            jobs.append(Job(path, relative, str(path)))
+            jobs.append(Job(path, relative, label_for(path)))
 
     for text in inputs:
+        if text == STDIO:
+            if STDIO not in seen:
+                seen.add(STDIO)
+                jobs.append(Job(Path(STDIO), Path("stdin"), "- (stdin)"))
+            continue
         path = Path(text)
         if path.is_dir():
             pattern = path.rglob("*") if recursive else path.iterdir()
@@ -245,14 +290,39 @@ def collect_inputs(inputs: Sequence[str], recursive: bool) -> Tuple[List[Job], L
                 found.append((item, rel))
             if not found:
                 hint = "" if recursive else " (use --recursive for subfolders)"
-                failures.append({"input": text, "error": f"no photos found in folder{hint}"})
+                failures.append({"input": label_for(text), "error": f"no photos found in folder{hint}"})
             for item, rel in sorted(found):
                 add(item, rel)
         elif path.exists():
             add(path, Path(path.name))
         else:
-            failures.append({"input": text, "error": "no such file or folder"})
+            failures.append({"input": label_for(text), "error": "no such file or folder"})
     return jobs, failures
+
+
+def label_for(path) -> str:
+    """How a path is named in messages and reports: always printable, and
+    lossless (undecodable bytes of the name appear as ``\\xNN``)."""
+    from .io import describe_path
+
+    return describe_path(path)
+
+
+def read_photo(source, label: str, args: argparse.Namespace):
+    """Load one photo (a path or a binary file object) with the run's decode
+    budget and damage policy; ``-`` reads all of stdin."""
+    from . import io
+
+    options = {"max_memory_mb": getattr(args, "max_memory_mb", None), "allow_damaged": getattr(args, "allow_damaged", False)}
+    if isinstance(source, (str, Path)) and str(source) == STDIO and label.startswith(STDIO):
+        return io.load_image(sys.stdin.buffer.read(), **options)
+    return io.load_image(source, **options)
+
+
+def damage_warning(loaded) -> Optional[str]:
+    from .io import _DAMAGED_NOTE
+
+    return "damaged file read as far as its data goes (--allow-damaged)" if _DAMAGED_NOTE in loaded.notes else None
 
 
 class OutputPlanner:
@@ -264,7 +334,8 @@ class OutputPlanner:
         self.args = args
         self._lock = threading.Lock()
         self._claimed: set = set()
-        self._inputs = {os.path.realpath(j.path) for j in inputs}
+        self._inputs = {os.path.realpath(j.path) for j in inputs if j.label != "- (stdin)"}
+        self._made: List[Path] = []
 
     def target(self, job: Job, input_format: Optional[str]) -> Tuple[Path, str]:
         from . import io
@@ -272,6 +343,8 @@ class OutputPlanner:
 
         args = self.args
         wanted = args.format.upper() if args.format else None
+        if args.output == STDIO:
+            return Path(STDIO), wanted or io.output_format_for(input_format)
         if args.output:
             path = Path(args.output)
             fmt = self._format_for(path, input_format, wanted)
@@ -300,17 +373,39 @@ class OutputPlanner:
             path = default_output_path(job.path, fmt)
 
         real = os.path.realpath(path)
+        shown = label_for(path)
         if real in self._inputs and not args.in_place:
-            raise FileExistsError(f"{path} is an input; refusing to replace it (use --in-place to mean it)")
+            raise FileExistsError(f"{shown} is an input; refusing to replace it (use --in-place to mean it)")
         with self._lock:
             # Checked first, so that --overwrite cannot let one photo's output
             # replace another's from the same batch.
             if real in self._claimed:
-                raise FileExistsError(f"{path} is also the output of another input in this batch")
+                raise FileExistsError(f"{shown} is also the output of another input in this batch")
             self._claimed.add(real)
         if os.path.lexists(path) and not (args.overwrite or args.in_place):
-            raise FileExistsError(f"{path} already exists; use --overwrite to replace it, or --out-dir")
+            raise FileExistsError(f"{shown} already exists; use --overwrite to replace it, or --out-dir")
         return path, fmt
+
+    # Folders made for outputs, so that a run that fails can take back the
+    # empty ones it made.
+    def make_folder(self, folder: Path) -> None:
+        missing = []
+        probe = folder
+        while str(probe) not in ("", ".") and not os.path.lexists(probe):
+            missing.append(probe)
+            probe = probe.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._made.extend(missing)
+
+    def remove_empty_folders(self) -> None:
+        with self._lock:
+            made, self._made = self._made, []
+        for folder in sorted(set(made), key=lambda p: len(p.parts), reverse=True):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty: it holds an output (or something else)
 
     @staticmethod
     def _format_for(path: Path, input_format: Optional[str], wanted: Optional[str]) -> str:
@@ -338,10 +433,19 @@ class Console:
     def say(self, text: str, *, stream=None) -> None:
         stream = stream or sys.stderr
         with self._lock:
-            if self.bar is not None:
-                self.bar.write(text, file=stream)  # clears the bar, writes, redraws it
-            else:
-                print(text, file=stream, flush=True)
+            try:
+                if self.bar is not None:
+                    self.bar.write(text, file=stream)  # clears the bar, writes, redraws it
+                else:
+                    print(text, file=stream, flush=True)
+            except UnicodeEncodeError:
+                # A stream that cannot show some character: say it escaped
+                # rather than lose the message (or fail the photo it is about).
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                safe = text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+                print(safe, file=stream, flush=True)
+            except (BrokenPipeError, ValueError):
+                pass  # the reader went away; the exit code still tells
 
 
 def describe_error(exc: BaseException) -> str:
@@ -351,9 +455,9 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, (ImageError, FileExistsError, ValueError, TypeError)):
         return str(exc)
     if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
+        return f"permission denied: {label_for(exc.filename) if exc.filename else exc}"
     if isinstance(exc, OSError):
-        return f"cannot write: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        return f"cannot write: {exc.strerror or exc}" + (f" ({label_for(exc.filename)})" if exc.filename else "")
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -446,6 +550,12 @@ LEVELS adds seeded noise on top.
 
 When no face is found, the copy is still written (metadata removed) and the
 message says so; --require-faces makes that a failure instead.
+
+Reads JPEG (and MPO), PNG, WebP, TIFF, BMP, GIF, HEIC/HEIF and AVIF, from
+regular files or stdin (-); every other format is refused. A truncated or
+corrupt photo is an error and nothing is written (--allow-damaged writes
+what there is, with a warning); so is one whose decoding would take more
+than --max-memory-mb, refused before decoding.
 """
 
 _BLUR_EPILOG = """\
@@ -464,6 +574,8 @@ examples:
   veil blur photo.jpg --keep 512,300       leave the face at pixel (512, 300) visible
   veil blur photo.jpg --add-region 40,60,120,80   also cover a name tag
   veil blur photos/ --json > report.json
+  cat photo.jpg | veil blur - -o - > safe.jpg   stdin to stdout
+  veil blur photo.jpg --add-region -10,20,80,60   negative values need no '='
 
 exit codes: 0 every photo written, 1 any photo failed (the others are still
 written), 2 usage error.
@@ -570,16 +682,25 @@ def _blur_settings(args: argparse.Namespace) -> dict:
     }
 
 
-def blur_one(source, label: str, args: argparse.Namespace, place: Callable[[Optional[str]], Tuple[Path, str]]):
-    """One photo through ``veil blur``: decode ``source`` (a path or a named
-    binary file object; ``label`` names it in the record), ask ``place(input_format)`` for the output path and
-    format (it raises to refuse), cover the faces, and write atomically.
-    Returns (report record, :class:`AnonymizationReport`). The command and
-    :mod:`veil.ray` both call it, so both write the same bytes."""
+def blur_one(
+    source,
+    label: str,
+    args: argparse.Namespace,
+    place: Callable[[Optional[str]], Tuple[Path, str]],
+    *,
+    make_folder: Optional[Callable[[Path], None]] = None,
+):
+    """One photo through ``veil blur``: decode ``source`` (a path, ``-`` for
+    stdin, or a named binary file object; ``label`` names it in the record),
+    ask ``place(input_format)`` for the output path and format (it raises to
+    refuse), cover the faces, and write atomically (or to stdout for
+    ``-o -``). Returns (report record, :class:`AnonymizationReport`, the
+    output path, the messages to print as ``(text, stream)``). The command
+    and :mod:`veil.ray` both call it, so both write the same bytes."""
     from . import io
     from .anonymize import anonymize_with_report
 
-    loaded = io.load_image(source)
+    loaded = read_photo(source, label, args)
     target, fmt = place(loaded.format)  # refuse before the slow part
     result, report = anonymize_with_report(
         loaded.pixels,
@@ -590,14 +711,16 @@ def blur_one(source, label: str, args: argparse.Namespace, place: Callable[[Opti
     )
     if not report.faces and args.require_faces:
         raise ValueError("no face found (--require-faces); nothing written")
-    if target.parent != Path("") and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    io.save_image(result, target, format=fmt, quality=args.quality, overwrite=args.overwrite or args.in_place)
+    to_stdout = str(target) == STDIO and getattr(args, "output", None) == STDIO
+    shown = "stdout" if to_stdout else label_for(target)
+    # Everything that can fail, other than the write itself, is done before
+    # it: after the write, a failure would report as failed a photo that was
+    # written.
     summary = report.to_dict()
     record = {
         "input": label,
         "status": "done",
-        "output": str(target),
+        "output": "-" if to_stdout else shown,
         "format": fmt,
         "width": summary["width"],
         "height": summary["height"],
@@ -609,9 +732,34 @@ def blur_one(source, label: str, args: argparse.Namespace, place: Callable[[Opti
         "notes": summary["notes"],
         "warnings": [],
     }
+    messages = []
+    damaged = damage_warning(loaded)
+    if damaged:
+        record["warnings"].append(damaged)
+        messages.append((f"veil: {label}: {damaged}; wrote {shown}", sys.stderr))
+    for text in _clamped_strength_warnings(report):
+        record["warnings"].append(text)
+        messages.append((f"veil: {label}: {text}", sys.stderr))
     if not report.faces:
         record["warnings"].append("no face found; only the metadata was removed")
-    return record, report
+        messages.append((f"veil: {label}: no face found; wrote {shown} with only its metadata removed", sys.stderr))
+    if not args.json:
+        n, k = len(report.faces), len(report.kept)
+        kept = f", {k} kept visible" if k else ""
+        extra = f", {len(args.add_region)} added region(s)" if args.add_region else ""
+        faces = f"{n} face{'s' if n != 1 else ''}"
+        line = f"{label} -> {shown} ({faces}{kept}{extra}; {report.method})"
+        messages.append((line, sys.stderr if to_stdout else sys.stdout))
+    if to_stdout:
+        data = io.encode_image(result, fmt, quality=args.quality)
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+    else:
+        if target.parent != Path("") and not target.parent.exists():
+            (make_folder or (lambda folder: folder.mkdir(parents=True, exist_ok=True)))(target.parent)
+        io.save_image(result, target, format=fmt, quality=args.quality, overwrite=args.overwrite or args.in_place)
+    return record, report, target, messages
 
 
 def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -629,21 +777,44 @@ def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     planner = OutputPlanner(args, jobs)
 
     def work(job: Job) -> dict:
-        record, report = blur_one(job.path, job.label, args, lambda input_format: planner.target(job, input_format))
-        target = record["output"]
-        if not report.faces:
-            console.say(f"veil: {job.label}: no face found; wrote {target} with only its metadata removed")
-        if not args.json:
-            n, k = len(report.faces), len(report.kept)
-            kept = f", {k} kept visible" if k else ""
-            extra = f", {len(args.add_region)} added region(s)" if args.add_region else ""
-            faces = f"{n} face{'s' if n != 1 else ''}"
-            console.say(f"{job.label} -> {target} ({faces}{kept}{extra}; {report.method})", stream=sys.stdout)
+        record, _, _, messages = blur_one(
+            job.path, job.label, args, lambda input_format: planner.target(job, input_format),
+            make_folder=planner.make_folder,
+        )
+        for text, stream in messages:
+            console.say(text, stream=stream)
         return record
 
     records = failures_as_records(failures)
-    records += run_batch(jobs, work, workers=args.jobs, progress=args.progress, console=console)
+    try:
+        records += run_batch(jobs, work, workers=args.jobs, progress=args.progress, console=console)
+    finally:
+        planner.remove_empty_folders()
     return finish("blur", args, _blur_settings(args), records, console)
+
+
+def _clamped_strength_warnings(report) -> List[str]:
+    """Say when --strength was too small for a face and veil used its
+    minimum instead (the minimum keeps a face covered; silently changing
+    what the user asked for would not be honest)."""
+    from . import anonymize as a
+
+    minimum = {"pixelate": ("block_px", a.MIN_BLOCK_PX), "box_blur": ("radius_px", a.MIN_RADIUS_PX),
+               "gaussian_blur": ("sigma_px", a.MIN_SIGMA_PX)}.get(report.method)
+    if minimum is None:
+        return []
+    key, floor = minimum
+    def asked(size: float) -> float:
+        length = report.strength * size
+        return length if key == "sigma_px" else math.ceil(length)
+
+    raised = [r for r in report.regions if r.params.get(key) == floor and asked(r.size_px) < floor]
+    if not raised:
+        return []
+    return [
+        f"--strength {report.strength:g} is below veil's minimum for {len(raised)} region(s); "
+        f"used {key.replace('_px', '')} {floor:g} px there"
+    ]
 
 
 def failures_as_records(failures: Sequence[dict]) -> List[dict]:
@@ -701,7 +872,7 @@ def _run_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     inputs = {os.path.realpath(j.path) for j in jobs}
 
     def work(job: Job) -> dict:
-        loaded = io.load_image(job.path)
+        loaded = read_photo(job.path, job.label, args)
         faces = detect_faces(loaded.pixels, threshold=args.threshold, max_side_px=args.max_side_px, tiles=args.tiles)
         record = {
             "input": job.label,
@@ -828,7 +999,34 @@ def build_parser() -> argparse.ArgumentParser:
         cli_cloak.add_parser(sub)
     _add_detect(sub)
     _add_web(sub)
+    # A value such as "-10,20,50,50" (--add-region, --keep) is a value, not an
+    # option: argparse only knows plain negative numbers.
+    for command in [parser, *sub.choices.values()]:
+        command._negative_number_matcher = _NEGATIVE_VALUES
     return parser
+
+
+_NEGATIVE_VALUES = re.compile(r"^-(\d|\.\d)[\d.,eE+-]*$")
+
+
+def _quiet_library_warnings() -> None:
+    """Library warnings (Pillow on odd EXIF, libtiff on unknown tags) become
+    one line each on stderr, said once, instead of multi-line tracebacks."""
+    import warnings
+
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text in seen:
+            return
+        seen.add(text)
+        try:
+            print(f"veil: warning: {text}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    warnings.showwarning = show
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -839,11 +1037,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from . import io
+
+    for check, env in ((io._resolve_max_pixels, io.MAX_PIXELS_ENV), (io._resolve_max_decode_mb, io.MAX_DECODE_MB_ENV)):
+        try:
+            check(None)
+        except ValueError as exc:
+            args.subparser.error(f"{exc} (environment variable {env})")
+    _quiet_library_warnings()
+    budget = getattr(args, "max_memory_mb", None)
+    saved = os.environ.get(io.MAX_DECODE_MB_ENV)
+    if budget is not None:
+        # Every loader in this run honours it, including subcommands that
+        # call io.load_image themselves.
+        os.environ[io.MAX_DECODE_MB_ENV] = repr(float(budget))
     try:
         return args.run(args, args.subparser)
     except KeyboardInterrupt:
         print("veil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if budget is not None:
+            if saved is None:
+                os.environ.pop(io.MAX_DECODE_MB_ENV, None)
+            else:
+                os.environ[io.MAX_DECODE_MB_ENV] = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

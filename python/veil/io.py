@@ -21,6 +21,8 @@ Reading (:func:`load_image`)
       TIFF, BMP, GIF, AVIF (where Pillow supports it), and HEIC/HEIF through
       ``pillow-heif``, registered the first time a HEIF file is seen. For a
       HEIF file holding several top-level images the primary image is used.
+      Every other format Pillow knows (PSD, ICO, PPM, ...) is refused
+      unread (:data:`READABLE_FORMATS`).
     * **Modes:** ``1`` becomes grey; ``L`` stays grey; ``P`` (palette) becomes
       RGB, or RGBA when the palette has transparency; ``LA``/``PA``/``La``
       become RGBA (veil has no 2-channel layout); ``RGBX`` becomes RGB;
@@ -42,9 +44,25 @@ Reading (:func:`load_image`)
       before its pixel data is decoded. Pillow's own
       ``DecompressionBombWarning`` is never let out; its
       ``DecompressionBombError`` becomes an :class:`ImageError`.
+    * **Decoding cost**, also from the header: a photo whose processing
+      would take more memory than the decode budget
+      (:data:`DEFAULT_MAX_DECODE_MB`, ``VEIL_MAX_DECODE_MB``,
+      ``max_memory_mb``), one above 16 MP that declares more than
+      :data:`MAX_PIXELS_PER_BYTE` pixels per byte of file, a JPEG with more
+      than :data:`MAX_JPEG_SCANS` scans, and a multi-page TIFF (its pages
+      counted in one linear walk) are refused.
+    * **Truncated or corrupt** files are refused in every format. libjpeg
+      fills a JPEG whose data stops early with grey and only warns, so a
+      one-scan JPEG is decoded without its end marker (a short scan then
+      runs out of data, which Pillow reports) and a progressive one must
+      refine every coefficient to full precision. ``allow_damaged=True``
+      decodes what there is instead and says so in the notes.
+    * **Only regular files** are opened: a FIFO, device or socket is refused
+      from ``stat`` before ``open`` (a FIFO would block), and again from
+      ``fstat`` of what was opened with ``O_NONBLOCK``.
     * **Bad input** (missing file, directory, empty, truncated, corrupt, not
       an image) raises :class:`ImageError`, a ``ValueError``, whose message
-      names the file and says what is wrong.
+      names the file (see :func:`describe_path`) and says what is wrong.
 
 Colour profiles (the ICC decision)
     An embedded ICC profile can identify: its free-text description often
@@ -79,11 +97,13 @@ Writing (:func:`encode_image`, :func:`save_image`)
       the colour under fully transparent pixels is set to black: those
       pixels are invisible, so they must not carry hidden picture data
       (lossy WebP may then fill them from their visible neighbours).
-    * :func:`save_image` writes atomically: to a temporary file in the
-      destination folder, flushed and fsynced, then moved into place; on any
-      failure the temporary file is removed, so a partial file is never left
-      behind. It refuses to replace an existing file unless
-      ``overwrite=True``.
+    * :func:`save_image` writes atomically: to an unnamed ``O_TMPFILE`` file
+      in the destination folder (Linux), fsynced, then given its name with
+      ``linkat``, so even a hard kill leaves nothing; elsewhere to a short
+      hidden ``.<pid>-<random>.veil-tmp`` file that is renamed into place,
+      removed on failure, and removed by the next write into that folder if
+      its run was killed. It refuses to replace an existing file unless
+      ``overwrite=True``. Errors name the target, never a temporary file.
 
 Checking (:func:`scan_metadata`)
     An independent byte-level parser (it does not use Pillow) that walks JPEG
@@ -100,10 +120,12 @@ Checking (:func:`scan_metadata`)
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
 import secrets
+import stat
 import struct
 import threading
 import warnings
@@ -112,11 +134,14 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Optional, Tuple, Union
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, JpegImagePlugin
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "MAX_PIXELS_ENV",
+    "DEFAULT_MAX_DECODE_MB",
+    "MAX_DECODE_MB_ENV",
+    "READABLE_FORMATS",
     "WRITABLE_FORMATS",
     "ImageError",
     "MetadataError",
@@ -130,12 +155,53 @@ __all__ = [
 ]
 
 #: Largest image (width x height) that :func:`load_image` decodes by default:
-#: 120 megapixels, above every current phone and most DSLRs, far below what
-#: would exhaust memory (an RGBA copy of it is about 480 MB).
+#: 120 megapixels, above every current phone and most DSLRs. Memory, not
+#: this limit, binds first for colour photos: processing 120 MP takes about
+#: 3 GB (not the 480 MB of one RGBA copy), over the default decode budget
+#: (:data:`DEFAULT_MAX_DECODE_MB`).
 DEFAULT_MAX_PIXELS = 120_000_000
 
 #: Environment variable that overrides :data:`DEFAULT_MAX_PIXELS`.
 MAX_PIXELS_ENV = "VEIL_MAX_PIXELS"
+
+#: Memory one photo's pixels may take on the way through veil (decoded
+#: image, veil's copies, the covered copy and the encoder's), in MiB. Checked
+#: from the header, before decoding, against ``width x height x`` the bytes
+#: per pixel below. 2048 MiB admits about 100 megapixels of colour; the
+#: fixed cost of the face detector (about 800 MB with its full-resolution
+#: tiles, 240 MB without, measured) comes on top, so a service can size
+#: ``--jobs N`` as ``800 MB + N x budget``.
+DEFAULT_MAX_DECODE_MB = 2048
+
+#: Environment variable that overrides :data:`DEFAULT_MAX_DECODE_MB`.
+MAX_DECODE_MB_ENV = "VEIL_MAX_DECODE_MB"
+
+#: Peak bytes per pixel of one photo through ``veil blur`` above the
+#: detector's fixed cost: 11-18 measured on 12, 24 and 48 MP JPEGs
+#: (``scripts/fuzz.py --measure-memory``, README "Hostile files"), rounded
+#: up; grey images take less.
+_BYTES_PER_PIXEL = {"1": 8, "L": 8, "I;16": 12, "I;16L": 12, "I;16B": 12, "I;16N": 12, "I": 16, "F": 16}
+_BYTES_PER_PIXEL_DEFAULT = 20
+
+#: A file that declares more pixels than this per byte of file is refused as
+#: a decompression bomb (above :data:`_BOMB_FLOOR_PIXELS` pixels; smaller
+#: images are cheap whatever they claim). A real photo stays below about 10
+#: pixels per byte in every format (a 12 MP JPEG is 2-6 MB); only flat
+#: synthetic images go higher: a PNG of zeros reaches about 340 for RGB and
+#: 8000 for 1-bit, Huffman-coded JPEG tops out near 230.
+MAX_PIXELS_PER_BYTE = 256
+_BOMB_FLOOR_PIXELS = 16_000_000
+
+#: More scans than this in one JPEG is refused before decoding: each scan is
+#: another pass over the whole image (encoders write at most about 20).
+MAX_JPEG_SCANS = 100
+
+#: Multi-page TIFF directories are counted up to this many, linearly.
+_MAX_TIFF_IFDS = 10_000
+
+#: The formats :func:`load_image` reads (Pillow's names); every other format
+#: Pillow knows is refused unread. HEIF is added by pillow-heif.
+READABLE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
 
 #: Formats veil writes. Everything else is mapped onto one of these by
 #: :func:`output_format_for`.
@@ -236,6 +302,45 @@ def _resolve_max_pixels(max_pixels: Optional[int]) -> int:
     return int(max_pixels)
 
 
+def _resolve_max_decode_mb(max_memory_mb: Optional[float]) -> float:
+    if max_memory_mb is None:
+        raw = os.environ.get(MAX_DECODE_MB_ENV, "").strip()
+        if not raw:
+            return float(DEFAULT_MAX_DECODE_MB)
+        try:
+            value = float(raw.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"{MAX_DECODE_MB_ENV}={raw!r} is not a number of MiB") from None
+        if not (value > 0 and value < 2**40):
+            raise ValueError(f"{MAX_DECODE_MB_ENV}={raw!r} must be a positive number of MiB")
+        return value
+    if isinstance(max_memory_mb, bool) or not isinstance(max_memory_mb, (int, float, np.integer, np.floating)):
+        raise TypeError(f"max_memory_mb must be a number, not {type(max_memory_mb).__name__}")
+    value = float(max_memory_mb)
+    if not (value > 0 and value < 2**40):
+        raise ValueError(f"max_memory_mb must be a positive number of MiB, got {max_memory_mb!r}")
+    return value
+
+
+def describe_path(path: Union[str, bytes, "os.PathLike"]) -> str:
+    """A path as text that can always be printed and always names the file:
+    undecodable bytes of the name become ``\\xNN`` escapes (lossless: the
+    name can be rebuilt from it), control characters are escaped too."""
+    text = os.fsdecode(os.fspath(path))
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not valid in the filesystem encoding
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif code < 32 or code == 127 or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 class _QuietBombWarnings:
     """Silence Pillow's DecompressionBombWarning for a block (veil applies its
     own limit). ``needed=False`` makes it a no-op, so the common case takes no
@@ -301,15 +406,17 @@ def load_image(
     *,
     max_pixels: Optional[int] = None,
     keep_icc_profile: bool = False,
+    max_memory_mb: Optional[float] = None,
+    allow_damaged: bool = False,
 ) -> LoadedImage:
     """Decode a photo into veil's pixel layout, orientation applied.
 
     Args:
-        source: A path (``str`` or ``os.PathLike``); the encoded file as
-            ``bytes``, ``bytearray`` or ``memoryview``; a binary file object;
-            a :class:`PIL.Image.Image`; or a ``uint8`` numpy array of shape
-            ``(h, w)``, ``(h, w, 1)``, ``(h, w, 3)`` or ``(h, w, 4)`` (taken
-            as grey, RGB or RGBA, and copied).
+        source: A path (``str`` or ``os.PathLike``) of a regular file; the
+            encoded file as ``bytes``, ``bytearray`` or ``memoryview``; a
+            binary file object; a :class:`PIL.Image.Image`; or a ``uint8``
+            numpy array of shape ``(h, w)``, ``(h, w, 1)``, ``(h, w, 3)`` or
+            ``(h, w, 4)`` (taken as grey, RGB or RGBA, and copied).
         max_pixels: Refuse images with more than this many pixels, checked
             from the header before decoding. ``None`` (default) means the
             ``VEIL_MAX_PIXELS`` environment variable if set, otherwise
@@ -318,49 +425,44 @@ def load_image(
         keep_icc_profile: Keep the embedded ICC profile and leave the pixels
             in its colour space, instead of converting them to sRGB (see the
             module notes on why converting is the default).
+        max_memory_mb: The decode budget in MiB (see
+            :data:`DEFAULT_MAX_DECODE_MB`); ``None`` means the
+            ``VEIL_MAX_DECODE_MB`` environment variable if set, else the
+            default. Checked from the header, before decoding.
+        allow_damaged: Decode a truncated or damaged file as far as its data
+            goes (the missing part comes out grey or black) instead of
+            refusing it; :attr:`LoadedImage.notes` then says so.
 
     Returns:
         A :class:`LoadedImage`.
 
     Raises:
-        ImageError: the source is missing, unreadable, empty, truncated,
-            corrupt, not an image, too large, animated, or in a mode veil
-            refuses.
+        ImageError: the source is missing, not a regular file, unreadable,
+            empty, truncated, corrupt, not an image, too large, animated,
+            or in a mode veil refuses.
         TypeError: ``source`` is none of the accepted kinds, or an array is
             not ``uint8``.
-        ValueError: a bad ``max_pixels``.
+        ValueError: a bad ``max_pixels`` or ``max_memory_mb``.
     """
     if isinstance(source, np.ndarray):
         return _load_array(source)
-    limit = _resolve_max_pixels(max_pixels)
+    limits = _Limits(_resolve_max_pixels(max_pixels), _resolve_max_decode_mb(max_memory_mb), bool(allow_damaged))
     if isinstance(source, Image.Image):
         fmt = getattr(source, "format", None)
-        return _load_pil(source, "PIL image", limit, keep_icc_profile, "pil", fmt)
+        return _load_pil(source, "PIL image", limits, keep_icc_profile, "pil", fmt)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        return _load_stream(io.BytesIO(data), f"image data ({len(data)} bytes)", limit, keep_icc_profile, "bytes")
+        return _load_stream(io.BytesIO(data), f"image data ({len(data)} bytes)", limits, keep_icc_profile, "bytes")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if isinstance(path, bytes):
             raise TypeError("pass paths as str or pathlib.Path; bytes are read as image data only when not a path")
-        name = repr(path)
-        try:
-            fp = open(path, "rb")
-        except FileNotFoundError:
-            raise ImageError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise ImageError(f"{name} is a folder, not an image file") from None
-        except PermissionError:
-            raise ImageError(f"{name}: permission denied") from None
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot open ({exc.strerror or exc})") from exc
-        with fp:
-            if os.path.isdir(path):  # some platforms open folders without error
-                raise ImageError(f"{name} is a folder, not an image file")
-            return _load_stream(fp, name, limit, keep_icc_profile, "path")
+        name = repr(describe_path(path))
+        with _open_regular_file(path, name) as fp:
+            return _load_stream(fp, name, limits, keep_icc_profile, "path")
     if hasattr(source, "read"):
         label = getattr(source, "name", None)
-        name = repr(label) if isinstance(label, str) else "file object"
+        name = repr(describe_path(label)) if isinstance(label, str) else "file object"
         stream = source
         try:
             seekable = bool(stream.seekable()) if hasattr(stream, "seekable") else hasattr(stream, "seek")
@@ -368,11 +470,77 @@ def load_image(
             seekable = False
         if not seekable:
             stream = io.BytesIO(_read_all(source, name))
-        return _load_stream(stream, name, limit, keep_icc_profile, "bytes")
+        return _load_stream(stream, name, limits, keep_icc_profile, "bytes")
     raise TypeError(
         "load_image() takes a path, bytes, a binary file object, a PIL image or a uint8 numpy array, "
         f"not {type(source).__name__}"
     )
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_pixels: int
+    max_decode_mb: float
+    allow_damaged: bool
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _kind_of(mode: int) -> Optional[str]:
+    for test, what in _NOT_REGULAR:
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _open_regular_file(path: str, name: str) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file.
+
+    ``stat`` first, so a FIFO or device is refused without being opened
+    (opening a FIFO blocks until a writer comes); then ``open`` with
+    ``O_NONBLOCK`` and ``fstat`` of what was opened, so a file swapped for a
+    FIFO in between cannot block or slip through."""
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    kind = _kind_of(before.st_mode)
+    if kind == "a folder":
+        raise ImageError(f"{name} is a folder, not an image file")
+    if kind is not None:
+        raise ImageError(f"{name} is {kind}, not a regular file; veil reads only regular files (use - for stdin)")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name} is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    try:
+        kind = _kind_of(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise ImageError(f"{name} is {kind}, not a regular file; veil reads only regular files")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_all(stream: BinaryIO, name: str) -> bytes:
@@ -385,7 +553,17 @@ def _read_all(stream: BinaryIO, name: str) -> bytes:
     return bytes(data)
 
 
-def _load_stream(fp: BinaryIO, name: str, limit: int, keep_icc: bool, kind: str) -> LoadedImage:
+def _stream_size(fp: BinaryIO) -> Optional[int]:
+    try:
+        fp.seek(0, io.SEEK_END)
+        size = fp.tell()
+        fp.seek(0)
+        return int(size)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _load_stream(fp: BinaryIO, name: str, limits: _Limits, keep_icc: bool, kind: str) -> LoadedImage:
     try:
         fp.seek(0)  # Pillow reads from the start of a stream, so sniff there too
         head = fp.read(64)
@@ -396,21 +574,30 @@ def _load_stream(fp: BinaryIO, name: str, limit: int, keep_icc: bool, kind: str)
         raise TypeError(f"{name} is opened in text mode; open it with 'rb'")
     if not head:
         raise ImageError(f"{name} is empty")
+    size = _stream_size(fp)
     if _looks_like_heif(head):
         _ensure_heif_support(name)
+    Image.init()  # registers every plugin, so the list below is complete
+    formats = [f for f in READABLE_FORMATS if f in Image.OPEN]
     try:
         with _QuietBombWarnings():
-            im = Image.open(fp)
+            im = Image.open(fp, formats=formats)
     except Image.DecompressionBombError as exc:
-        raise ImageError(_bomb_message(name, limit, exc)) from None
+        raise ImageError(_bomb_message(name, limits.max_pixels, exc)) from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{name} is not an image veil can read (unknown or unsupported format)") from None
+        raise ImageError(
+            f"{name} is not an image veil can read (veil reads {_readable_list()})"
+        ) from None
     except MemoryError:
         raise
     except Exception as exc:  # decoders raise many exception types; none may escape raw
         raise ImageError(f"{name} is corrupt or unsupported: {_describe(exc)}") from exc
     with im:
-        return _load_pil(im, name, limit, keep_icc, kind, im.format)
+        return _load_pil(im, name, limits, keep_icc, kind, im.format, fp=fp, file_size=size)
+
+
+def _readable_list() -> str:
+    return "JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC/HEIF and AVIF"
 
 
 def _bomb_message(name: str, limit: int, exc: Exception) -> str:
@@ -452,17 +639,45 @@ def _as_pixel_layout(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def _load_pil(im: Image.Image, name: str, limit: int, keep_icc: bool, kind: str, fmt: Optional[str]) -> LoadedImage:
+def _load_pil(
+    im: Image.Image,
+    name: str,
+    limits: _Limits,
+    keep_icc: bool,
+    kind: str,
+    fmt: Optional[str],
+    *,
+    fp: Optional[BinaryIO] = None,
+    file_size: Optional[int] = None,
+) -> LoadedImage:
     notes = []
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageError(f"{name} has no pixels ({width}x{height})")
-    if width * height > limit:
+    pixels_declared = width * height
+    if pixels_declared > limits.max_pixels:
         raise ImageError(
-            f"{name} is {width}x{height} = {width * height:,} pixels, more than the limit of {limit:,} "
+            f"{name} is {width}x{height} = {pixels_declared:,} pixels, more than the limit of {limits.max_pixels:,} "
             f"(a possible decompression bomb); raise max_pixels or {MAX_PIXELS_ENV} if the photo is genuine"
         )
-    frames = _frame_count(im, name)
+    need_mb = pixels_declared * _BYTES_PER_PIXEL.get(im.mode, _BYTES_PER_PIXEL_DEFAULT) / 2**20
+    if need_mb > limits.max_decode_mb:
+        raise ImageError(
+            f"{name} is {width}x{height} ({im.mode}); processing it needs about {need_mb:,.0f} MiB, more than "
+            f"the decode budget of {limits.max_decode_mb:,.0f} MiB; refused before decoding (raise "
+            f"{MAX_DECODE_MB_ENV} or --max-memory-mb if the photo is genuine)"
+        )
+    if file_size is not None and pixels_declared > _BOMB_FLOOR_PIXELS and pixels_declared > MAX_PIXELS_PER_BYTE * max(1, file_size):
+        raise ImageError(
+            f"{name} declares {width}x{height} = {pixels_declared:,} pixels in only {file_size:,} bytes, "
+            f"more than {MAX_PIXELS_PER_BYTE} pixels per byte: truncated, corrupt or a decompression bomb; "
+            "refused before decoding"
+        )
+
+    jpeg_data: Optional[bytes] = None
+    if fmt in ("JPEG", "MPO") and fp is not None:
+        jpeg_data = _read_from_start(fp, name)
+    frames = _frame_count(im, name, fmt, fp)
     if fmt == "MPO":
         # An MPO file is a JPEG followed by extra images (depth maps, HDR gain
         # maps, the other eye of a 3-D pair). Frame 0 is the photo itself;
@@ -474,20 +689,18 @@ def _load_pil(im: Image.Image, name: str, limit: int, keep_icc: bool, kind: str,
         if frames > 1:
             notes.append("only the primary image of the HEIF container was read")
     elif frames > 1:
+        more = "at least " if frames >= _MAX_TIFF_IFDS else ""
         raise ImageError(
-            f"{name} is an animated or multi-page {fmt or 'image'} with {frames} frames; veil handles "
+            f"{name} is an animated or multi-page {fmt or 'image'} with {more}{frames} frames; veil handles "
             "still photos only (anonymizing the first frame alone would leave the others untouched)"
         )
 
-    try:
-        with _QuietBombWarnings(_above_pillow_limit(im.size)):
-            im.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageError(_bomb_message(name, limit, exc)) from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error, ...
-        raise ImageError(f"{name} is truncated or corrupt: {_describe(exc)}") from exc
+    source = im
+    if jpeg_data is not None:
+        source = _decode_jpeg_strictly(im, jpeg_data, name, limits, notes)
+    else:
+        _decode(im, name, limits, notes)
+    im = source
 
     im = _apply_orientation(im, notes)
     try:
@@ -503,14 +716,209 @@ def _load_pil(im: Image.Image, name: str, limit: int, keep_icc: bool, kind: str,
     return LoadedImage(pixels, fmt, icc, kind, tuple(notes))
 
 
-def _frame_count(im: Image.Image, name: str) -> int:
-    # Counting TIFF pages walks every directory, which can fail on a corrupt file.
+_DAMAGED_NOTE = "DAMAGED: the file is truncated or corrupt; decoded as far as its data goes (--allow-damaged)"
+
+
+def _decode(im: Image.Image, name: str, limits: _Limits, notes: list) -> None:
+    """``im.load()`` with every decoder error an :class:`ImageError`; with
+    ``allow_damaged`` a truncated file keeps what was decoded."""
+    try:
+        with _QuietBombWarnings(_above_pillow_limit(im.size)):
+            im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(_bomb_message(name, limits.max_pixels, exc)) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error, ...
+        partial = im.__dict__.get("_im")  # Pillow's decoded-so-far image (private; absent in other versions)
+        if limits.allow_damaged and isinstance(exc, OSError) and "truncated" in str(exc) and partial is not None:
+            im.tile = []  # keep what was decoded instead of decoding again
+            im.load()
+            notes.append(_DAMAGED_NOTE)
+            return
+        raise ImageError(f"{name} is truncated or corrupt: {_describe(exc)}") from exc
+
+
+def _read_from_start(fp: BinaryIO, name: str) -> bytes:
+    try:
+        fp.seek(0)
+        data = fp.read()
+        fp.seek(0)
+    except OSError as exc:
+        raise ImageError(f"{name}: read failed ({exc})") from exc
+    return bytes(data)
+
+
+# Progressive (and other multi-scan) JPEG processes: SOF2, SOF6, SOF10, SOF14.
+_JPEG_PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
+_JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+# Zero bytes given to libjpeg after the last scan instead of the end marker:
+# it reads a few bytes ahead while decoding the last blocks (8 were always
+# enough over 48 files of every subsampling, restart interval and size; 16
+# leaves a margin). A scan whose data ends sooner runs out, and Pillow
+# reports the file as truncated instead of libjpeg silently filling grey.
+_JPEG_LOOKAHEAD_PAD = b"\x00" * 16
+
+
+def _jpeg_structure(data: bytes, name: str) -> Tuple[int, int, bool, bool]:
+    """Walk a JPEG's markers (not its pixels). Returns (scan count, offset
+    where the last scan's data ends, progressive, complete) where complete
+    says whether the scans of a progressive file cover every coefficient of
+    every component to full precision."""
+    n = len(data)
+    pos = 2
+    scans = 0
+    scan_end = n
+    progressive = False
+    components: list = []
+    precision: dict = {}  # (component, coefficient) -> lowest Al reached
+    while pos < n:
+        if data[pos] != 0xFF:
+            break
+        while pos < n and data[pos] == 0xFF:
+            pos += 1
+        if pos >= n:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            scan_end = pos - 2
+            break
+        if marker in _JPEG_STANDALONE:
+            continue
+        if pos + 2 > n:
+            break
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        body = data[pos + 2 : pos + length]
+        if marker in _JPEG_SOF and len(body) >= 6:
+            progressive = marker in _JPEG_PROGRESSIVE_SOF
+            count = body[5]
+            components = [body[6 + 3 * i] for i in range(count) if 6 + 3 * i < len(body)]
+        pos += length
+        if marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(
+                    f"{name} has more than {MAX_JPEG_SCANS} JPEG scans (each one another pass over the "
+                    "whole image); refused as a decoding-cost attack"
+                )
+            if len(body) >= 1 and len(body) >= 1 + 2 * body[0] + 3:
+                ns = body[0]
+                ids = [body[1 + 2 * i] for i in range(ns)]
+                ss, se, a = body[1 + 2 * ns], body[2 + 2 * ns], body[3 + 2 * ns]
+                al = a & 0x0F
+                for c in ids:
+                    for k in range(ss, min(se, 63) + 1):
+                        key = (c, k)
+                        precision[key] = min(precision.get(key, 99), al)
+            pos = _skip_entropy_coded(data, pos)
+            scan_end = min(pos, n)
+    if progressive:
+        complete = bool(components) and all(
+            precision.get((c, k)) == 0 for c in components for k in range(64)
+        )
+    else:
+        covered = {c for (c, _) in precision}
+        complete = bool(components) and all(c in covered for c in components)
+    return scans, scan_end, progressive, complete
+
+
+def _decode_jpeg_strictly(im: Image.Image, data: bytes, name: str, limits: _Limits, notes: list) -> Image.Image:
+    """Decode a JPEG so that missing data is an error, not grey.
+
+    libjpeg treats an end marker in the middle of the image data as a
+    warning and fills the rest with grey; Pillow passes the warning on to no
+    one. So a one-scan JPEG is decoded from its bytes up to the end of the
+    scan plus a little zero padding and no end marker: if the scan stops
+    early, the decoder asks for more data and Pillow says the file is
+    truncated. A progressive JPEG must have scans that refine every
+    coefficient of every component to full precision."""
+    scans, scan_end, progressive, complete = _jpeg_structure(data, name)
+    if scans == 0:  # nothing to decode, damaged or not
+        raise ImageError(f"{name} is truncated or corrupt: no image data (no JPEG scan)")
+    if scans > 1 or progressive:
+        if not complete and not limits.allow_damaged:
+            raise ImageError(
+                f"{name} is truncated or corrupt: its JPEG scans stop before the image is complete "
+                "(use --allow-damaged to write what there is)"
+            )
+        if not complete:
+            notes.append(_DAMAGED_NOTE)
+        _decode(im, name, limits, notes)
+        return im
+    strict = JpegImagePlugin.JpegImageFile(io.BytesIO(data[:scan_end] + _JPEG_LOOKAHEAD_PAD))
+    try:
+        _decode(strict, name, _Limits(limits.max_pixels, limits.max_decode_mb, False), notes)
+        return strict
+    except ImageError:
+        if not limits.allow_damaged:
+            raise ImageError(
+                f"{name} is truncated or corrupt: its JPEG image data ends before the image is complete "
+                "(use --allow-damaged to write what there is)"
+            ) from None
+    # Damaged but allowed: let libjpeg fill what is missing.
+    damaged = JpegImagePlugin.JpegImageFile(io.BytesIO(data[:scan_end] + b"\xff\xd9"))
+    _decode(damaged, name, limits, notes)
+    notes.append(_DAMAGED_NOTE)
+    return damaged
+
+
+def _frame_count(im: Image.Image, name: str, fmt: Optional[str], fp: Optional[BinaryIO]) -> int:
+    if fmt == "TIFF" and fp is not None:
+        return _tiff_directory_count(fp, name)
     try:
         return int(getattr(im, "n_frames", 1))
     except MemoryError:
         raise
     except Exception as exc:
         raise ImageError(f"{name} is corrupt: {_describe(exc)}") from exc
+
+
+def _tiff_directory_count(fp: BinaryIO, name: str) -> int:
+    """Count a TIFF's chained image directories in one linear walk (Pillow's
+    ``n_frames`` seeks from the start for each one), stopping at
+    :data:`_MAX_TIFF_IFDS`; a loop or an offset out of the file is corrupt."""
+    try:
+        fp.seek(0)
+        head = fp.read(16)
+        size = _stream_size(fp) or 0
+        if len(head) < 8:
+            raise ImageError(f"{name} is truncated or corrupt: TIFF header too short")
+        endian = "<" if head[:2] == b"II" else ">"
+        big = struct.unpack(endian + "H", head[2:4])[0] == 43
+        if big:
+            offset = struct.unpack(endian + "Q", head[8:16])[0]
+            count_fmt, count_size, entry_size, next_fmt, next_size = "Q", 8, 20, "Q", 8
+        else:
+            offset = struct.unpack(endian + "I", head[4:8])[0]
+            count_fmt, count_size, entry_size, next_fmt, next_size = "H", 2, 12, "I", 4
+        seen = set()
+        count = 0
+        while offset:
+            if offset in seen:
+                raise ImageError(f"{name} is corrupt: its TIFF directories form a loop")
+            if offset + count_size > size:
+                if count:
+                    break  # a dangling pointer after the first page: as Pillow, stop there
+                raise ImageError(f"{name} is truncated or corrupt: TIFF directory beyond the end of the file")
+            seen.add(offset)
+            count += 1
+            if count >= _MAX_TIFF_IFDS:
+                return count
+            fp.seek(offset)
+            entries = struct.unpack(endian + count_fmt, fp.read(count_size))[0]
+            fp.seek(offset + count_size + entry_size * entries)
+            raw = fp.read(next_size)
+            if len(raw) < next_size:
+                break
+            offset = struct.unpack(endian + next_fmt, raw)[0]
+        return max(1, count)
+    except (OSError, struct.error) as exc:
+        raise ImageError(f"{name} is truncated or corrupt: {_describe(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            fp.seek(0)
 
 
 # How to turn stored pixels the way a viewer shows them, for EXIF
@@ -898,25 +1306,140 @@ def save_image(
     if not isinstance(overwrite, bool):
         raise TypeError("overwrite must be True or False")
     if not overwrite and os.path.lexists(target):
-        raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{describe_path(target)!r} already exists; pass overwrite=True to replace it")
     data = encode_image(pixels, fmt, quality=quality, icc_profile=icc_profile)
     _write_atomically(data, target, overwrite)
     return target
 
 
+#: Suffix of veil's named temporary files (used where ``O_TMPFILE`` is not).
+TEMP_SUFFIX = ".veil-tmp"
+_cleaned_folders: set = set()
+_cleaned_lock = threading.Lock()
+
+
 def _write_atomically(data: bytes, target: Path, overwrite: bool) -> None:
+    """Write ``data`` to ``target`` so it appears complete or not at all.
+
+    Where the system has ``O_TMPFILE`` (Linux), the bytes go to an unnamed
+    file in the destination folder that is given its name only once
+    complete (``linkat`` through ``/proc/self/fd``): a hard kill leaves
+    nothing visible. Elsewhere a short hidden ``.<pid>-<random>.veil-tmp``
+    file is used and renamed; stale ones left by a killed run are removed by
+    the next write into that folder. Errors name ``target``, never a
+    temporary file."""
     folder = target.parent
-    # A hidden name in the same folder (so the final move is a rename within
-    # one filesystem), created exclusively so we never write through an
-    # existing file or link; the mode lets the umask decide permissions as
-    # for any normally created file.
-    temp = folder / f".{target.name}.{secrets.token_hex(6)}.veil-tmp"
+    _remove_stale_temporaries(folder)
+    try:
+        if not _write_unnamed(data, target, overwrite):
+            _write_named(data, target, overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{describe_path(target)!r} already exists; pass overwrite=True to replace it") from None
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(target)) from None
+    _fsync_folder(folder)
+
+
+def _write_unnamed(data: bytes, target: Path, overwrite: bool) -> bool:
+    """The ``O_TMPFILE`` path; ``False`` when the system or filesystem lacks it."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or _libc_linkat is False:
+        return False
+    folder = target.parent
+    try:
+        fd = os.open(folder if str(folder) else ".", flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return False  # filesystem without unnamed files
+        raise
+    try:
+        _write_fd(fd, data)
+        if not overwrite:
+            # Fails if the name is taken: no check-then-act race.
+            return _link_fd(fd, target)
+        # Replacing: give it a short-lived name, then rename over the target.
+        temp = _temp_name(folder)
+        if not _link_fd(fd, temp):
+            return False
+        try:
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return True
+    finally:
+        os.close(fd)
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
+_AT_EMPTY_PATH = 0x1000
+_libc_linkat = None
+
+
+def _link_fd(fd: int, target: Path) -> bool:
+    """Give the unnamed file ``fd`` the name ``target``: ``linkat(fd, "",
+    AT_EMPTY_PATH)`` where allowed (it needs CAP_DAC_READ_SEARCH), else
+    ``linkat`` of ``/proc/self/fd/N`` with ``AT_SYMLINK_FOLLOW``. ``False``
+    when neither works here; ``FileExistsError`` when the name is taken."""
+    global _libc_linkat
+    dest = os.fsencode(os.fspath(target))
+    if _libc_linkat is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            func = libc.linkat
+            func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            func.restype = ctypes.c_int
+            _libc_linkat = (func, ctypes)
+        except (OSError, AttributeError, ImportError):
+            _libc_linkat = False
+    attempts = []
+    if _libc_linkat:
+        func, ctypes = _libc_linkat
+        attempts.append(lambda: (func(fd, b"", _AT_FDCWD, dest, _AT_EMPTY_PATH), ctypes.get_errno()))
+        attempts.append(
+            lambda: (func(_AT_FDCWD, f"/proc/self/fd/{fd}".encode(), _AT_FDCWD, dest, _AT_SYMLINK_FOLLOW), ctypes.get_errno())
+        )
+    for attempt in attempts:
+        result, err = attempt()
+        if result == 0:
+            return True
+        if err == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, os.strerror(err), os.fspath(target))
+        if err in (errno.EPERM, errno.EACCES, errno.ENOENT, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            if err == errno.ENOENT and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+                raise FileNotFoundError(err, os.strerror(err), os.fspath(target))
+            continue
+        raise OSError(err, os.strerror(err), os.fspath(target))
+    return False
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
+def _temp_name(folder: Path) -> Path:
+    # Short, so that any legal target name still fits beside it; the pid
+    # says whether the run that made it is still alive.
+    return folder / f".{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
+def _write_named(data: bytes, target: Path, overwrite: bool) -> None:
+    folder = target.parent
+    temp = _temp_name(folder)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            _write_fd(fd, data)
+        finally:
+            os.close(fd)
         if overwrite:
             os.replace(temp, target)
         else:
@@ -925,7 +1448,53 @@ def _write_atomically(data: bytes, target: Path, overwrite: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_folder(folder)
+
+
+_TEMP_PATTERN = re.compile(r"^\.(\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"$")
+_OLD_TEMP_PATTERN = re.compile(r"^\..+\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX) + r"$")
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove veil's temporary files in ``folder`` left by runs that were
+    killed: those whose process is gone (or, for the older naming without a
+    pid, a day old). Once per folder per process."""
+    key = os.path.abspath(folder)
+    with _cleaned_lock:
+        if key in _cleaned_folders:
+            return
+        _cleaned_folders.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    import time
+
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(TEMP_SUFFIX):
+            continue
+        match = _TEMP_PATTERN.match(name)
+        stale = False
+        try:
+            if match:
+                pid = int(match.group(1))
+                stale = pid != os.getpid() and not _process_alive(pid)
+            elif _OLD_TEMP_PATTERN.match(name):
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > 86400
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (someone else's), or cannot tell: keep its file
+    return True
 
 
 def _move_without_replacing(temp: Path, target: Path) -> None:
@@ -935,10 +1504,10 @@ def _move_without_replacing(temp: Path, target: Path) -> None:
     try:
         os.link(temp, target)
     except FileExistsError:
-        raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it") from None
+        raise
     except (OSError, NotImplementedError):
         if os.path.lexists(target):
-            raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it") from None
+            raise FileExistsError(errno.EEXIST, "already exists", os.fspath(target)) from None
         os.replace(temp, target)
         return
     os.unlink(temp)

@@ -76,6 +76,11 @@ def _boxes(region: Regions) -> Optional[list]:
     return boxes
 
 
+# Largest radius or block the Rust core takes (a signed 32-bit pixel count);
+# anything larger is far beyond any image and would overflow on the way in.
+MAX_KERNEL_PX = 2**31 - 1
+
+
 def _check_int(name: str, value: object, low: int, high: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -128,7 +133,10 @@ def gaussian_blur(image: ImageLike, sigma_px: float, *, region: Regions = None, 
     The cost does not grow with sigma, and the result is within 3 levels of
     an exact Gaussian (scipy.ndimage.gaussian_filter, mode="nearest").
     """
-    sigma_px = float(sigma_px)
+    try:
+        sigma_px = float(sigma_px)
+    except OverflowError:
+        raise ValueError(f"sigma_px is too large, got {sigma_px!r}") from None
     if region is None:
         array, wrap = _unwrap(image)
         return wrap(_veil.gaussian_blur(array, sigma_px, threads=_check_threads(threads)))
@@ -138,7 +146,7 @@ def gaussian_blur(image: ImageLike, sigma_px: float, *, region: Regions = None, 
 def box_blur(image: ImageLike, radius_px: int, *, region: Regions = None, shape: str = "rectangle",
              feather_px: float = 0.0, threads: Optional[int] = None) -> ImageLike:
     """Mean over the (2 radius_px + 1)^2 window around each pixel; any radius."""
-    radius_px = _check_int("radius_px", radius_px, 0)
+    radius_px = _check_int("radius_px", radius_px, 0, MAX_KERNEL_PX)
     if region is None:
         array, wrap = _unwrap(image)
         return wrap(_veil.box_blur(array, radius_px, threads=_check_threads(threads)))
@@ -152,7 +160,7 @@ def pixelate(image: ImageLike, block_px: int, *, region: Regions = None, shape: 
     The block grid starts at the image's top-left corner, or at each
     region's top-left corner.
     """
-    block_px = _check_int("block_px", block_px, 1)
+    block_px = _check_int("block_px", block_px, 1, MAX_KERNEL_PX)
     if region is None:
         array, wrap = _unwrap(image)
         return wrap(_veil.pixelate(array, block_px, threads=_check_threads(threads)))

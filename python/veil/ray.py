@@ -303,7 +303,7 @@ class Anonymizer:
             return {"input": label, "status": "failed", "error": describe_error(exc)}
 
     def _one(self, path: str, relative: str, label: str) -> dict:
-        from .cli import Job, blur_one
+        from .cli import Job, blur_one, label_for
 
         data = _read(path, self.filesystem)
         input_sha = _sha256(data)
@@ -331,18 +331,19 @@ class Anonymizer:
                 return self.scratch / _sha256(label.encode())[:16] / target.name, fmt
             return target, fmt
 
-        record, _ = blur_one(_NamedBytes(data, path), label, self.args, place)
+        record, _, written, _ = blur_one(_NamedBytes(data, path), label, self.args, place)
+        output = written
         if existing:
-            target, scratch = existing[0], Path(record["output"])
+            target, scratch = existing[0], written
             try:
                 same = scratch.read_bytes() == target.read_bytes()
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     scratch.unlink()
             if not same:
-                raise FileExistsError(f"{target} already exists; use --overwrite to replace it, or --out-dir")
-            record["output"] = str(target)
-        output = Path(record["output"])
+                raise FileExistsError(f"{label_for(target)} already exists; use --overwrite to replace it, or --out-dir")
+            record["output"] = label_for(target)
+            output = target
         _write_json_atomically(
             {
                 "input": label, "input_sha256": input_sha, "settings": self.digest,

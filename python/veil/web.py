@@ -32,6 +32,7 @@ import argparse
 import functools
 import os
 import sys
+import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -131,6 +132,15 @@ class _Handler(SimpleHTTPRequestHandler):
             f.close()
             raise
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = _bad_request_path(self.path)
+        if problem:
+            self.send_error(400, f"Bad request path: {problem}")
+            return False
+        return True
+
     def list_directory(self, path):  # no directory listings
         self.send_error(404, "Not found")
         return None
@@ -148,6 +158,26 @@ def _accepts_gzip(header: str) -> bool:
             q = params.strip().lower()
             return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
     return False
+
+def _bad_request_path(target: str) -> str:
+    """Why a request path cannot name a file of the page ('' if it can): a
+    percent-encoded NUL or control byte, or bytes that are not valid UTF-8
+    (overlong forms such as ``%C0%AE`` included: Python's decoder refuses
+    them). Checked before the path reaches the filesystem, where a NUL would
+    raise instead of answering."""
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    try:
+        # http.server decodes the request line as ISO-8859-1: back to its bytes.
+        raw = urllib.parse.unquote_to_bytes(path.encode("latin-1"))
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
+    if any(b < 0x20 or b == 0x7F for b in raw):
+        return "control character or NUL"
+    try:
+        raw.decode("utf-8", "strict")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    return ""
 
 
 def _check_root(root: Union[str, os.PathLike, None]) -> Path:
