@@ -525,6 +525,9 @@ def _add_blur(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--require-faces", action="store_true", help="fail (write nothing) for a photo where no face is found"
     )
+    from .video import add_blur_options  # videos: veil.video (PyAV is imported only when a video is read)
+
+    add_blur_options(p)
     p.set_defaults(run=_run_blur, subparser=p)
 
 
@@ -549,7 +552,7 @@ def _blur_settings(args: argparse.Namespace) -> dict:
 
 
 def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from . import io
+    from . import io, video
     from .anonymize import anonymize_with_report
 
     _check_output_choice(args, parser)
@@ -560,6 +563,8 @@ def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     planner = OutputPlanner(args, jobs)
 
     def work(job: Job) -> dict:
+        if video.is_video_path(job.path):
+            return video.blur_job(job, args, console)
         loaded = io.load_image(job.path)
         target, fmt = planner.target(job, loaded.format)  # refuse before the slow part
         result, report = anonymize_with_report(
