@@ -118,12 +118,19 @@ _MAX_GROWTH = 2.0
 # one frame apart no longer overlap).
 _MATCH_IOU = 0.1
 _MATCH_CENTRE = 0.75
-# A crop searched around a tracked face: this many times its size, at least
-# _CROP_MIN_PX; when the crops together exceed _CROP_MAX_SHARE of the frame a
-# full search is cheaper.
-_CROP_FACTOR = 3.0
-_CROP_MIN_PX = 128
+# A crop searched around a tracked face: this many times its size (at
+# least _CROP_MIN_PX), shrunk so that the face is about _CROP_FACE_PX in the
+# network's input (CenterFace finds faces from about 12 px to several
+# hundred, so this is well inside its range and costs a few thousand pixels
+# per face). When the crops together would feed the network more than
+# _CROP_MAX_SHARE of a whole-frame pass, the whole frame is searched instead.
+_CROP_FACTOR = 2.5
+_CROP_MIN_PX = 64
+_CROP_FACE_PX = 64
 _CROP_MAX_SHARE = 0.5
+# A face at least this large in the frame shrunk for the whole-frame pass is
+# well inside what that pass finds (veil.detect leaves smaller ones to tiles).
+_SMALL_FACE_PX = 32
 #: Largest frame read, in pixels (8K UHD is 33 MP); VEIL_MAX_VIDEO_PIXELS overrides.
 DEFAULT_MAX_VIDEO_PIXELS = 40_000_000
 # Frames waiting between the stages of the pipeline.
@@ -245,6 +252,17 @@ def _size(box: np.ndarray) -> float:
     return float(max(box[2] - box[0], box[3] - box[1]))
 
 
+def _inside_share(box: np.ndarray, shape: Tuple[int, ...]) -> float:
+    """The share of ``box`` inside a frame of ``shape``."""
+    h, w = shape[:2]
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    if area <= 0:
+        return 0.0
+    iw = max(0.0, min(box[2], w) - max(box[0], 0.0))
+    ih = max(0.0, min(box[3], h) - max(box[1], 0.0))
+    return float(iw * ih / area)
+
+
 def _grow(box: np.ndarray, by_px: float) -> np.ndarray:
     return box + np.array([-by_px, -by_px, by_px, by_px])
 
@@ -279,7 +297,9 @@ class _Track:
         return (self.boxes[-1] - self.boxes[-2]) / max(1, dt)
 
     def predict(self, frame: int) -> np.ndarray:
-        return self.boxes[-1] + self.velocity() * (frame - self.last)
+        v = self.velocity()
+        dx, dy = (v[0] + v[2]) / 2, (v[1] + v[3]) / 2
+        return self.boxes[-1] + np.array([dx, dy, dx, dy]) * (frame - self.last)
 
     def longest_gap(self) -> int:
         return max((b - a - 1 for a, b in zip(self.frames, self.frames[1:])), default=0)
@@ -293,9 +313,12 @@ class _Track:
             box, away = self.boxes[0], self.first - frame
             motion = np.abs(self._first_velocity()) * away
         elif frame >= self.last:
+            # The centre moves on with the track's velocity; the size never
+            # shrinks (a shrinking box extrapolated could vanish).
             away = frame - self.last
             velocity = self.velocity()
-            box = self.boxes[-1] + velocity * away
+            shift = (velocity[0] + velocity[2]) / 2, (velocity[1] + velocity[3]) / 2
+            box = self.boxes[-1] + np.array([shift[0], shift[1], shift[0], shift[1]]) * away
             motion = np.abs(velocity) * away * 0.5
         else:
             i = int(np.searchsorted(self.frames, frame))
@@ -335,8 +358,9 @@ class _Tracker:
             (still if frame - t.last <= self.hold else self.ended).append(t)
         self.live = still
 
-    def update(self, frame: int, detections: Sequence[Tuple[np.ndarray, float]]) -> List[_Track]:
-        """Adds one frame's detections; returns the live tracks not seen."""
+    def update(self, frame: int, detections: Sequence[Tuple[np.ndarray, float]], create: bool = True) -> List[_Track]:
+        """Adds one frame's detections; returns the live tracks not seen.
+        Unmatched detections start new tracks only with ``create``."""
         self.expire(frame)
         pairs = []
         for ti, track in enumerate(self.live):
@@ -359,7 +383,7 @@ class _Tracker:
             used_d.add(di)
             self.live[ti].add(frame, *detections[di])
         for di, (box, score) in enumerate(detections):
-            if di not in used_d:
+            if create and di not in used_d:
                 track = _Track(self._next)
                 self._next += 1
                 track.add(frame, box, score)
@@ -394,9 +418,9 @@ class _Detector:
         self.full_searches = 0
         self.crop_searches = 0
 
-    def full(self, rgb: np.ndarray) -> List[Tuple[np.ndarray, float]]:
+    def full(self, rgb: np.ndarray, tiles: Optional[bool] = None) -> List[Tuple[np.ndarray, float]]:
         self.full_searches += 1
-        faces = self._detect(rgb, tiles=self.tiles, **self.options)
+        faces = self._detect(rgb, tiles=self.tiles if tiles is None else (tiles and self.tiles), **self.options)
         return [(np.array(f.box, dtype=np.float64), f.score) for f in faces]
 
     def crops(self, rgb: np.ndarray, predicted: Sequence[np.ndarray]) -> Optional[List[Tuple[np.ndarray, float]]]:
@@ -404,21 +428,31 @@ class _Detector:
         would cost about as much as a full search."""
         h, w = rgb.shape[:2]
         windows = []
+        cost = 0.0
         for box in predicted:
-            side = max(_CROP_MIN_PX, _CROP_FACTOR * _size(box))
+            if _inside_share(box, rgb.shape) < 0.5:
+                continue  # leaving the frame
+            size = max(1.0, _size(box))
+            side = max(_CROP_MIN_PX, _CROP_FACTOR * size)
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
             x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
             if x1 - x0 < 16 or y1 - y0 < 16:
                 continue
-            windows.append((x0, y0, x1, y1))
-        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in windows) > _CROP_MAX_SHARE * w * h:
+            scale = min(1.0, _CROP_FACE_PX / size)
+            longest = max(x1 - x0, y1 - y0) * scale
+            max_side = max(64, int(math.ceil(longest / 32)) * 32)
+            cost += (x1 - x0) * (y1 - y0) * min(1.0, max_side / max(x1 - x0, y1 - y0)) ** 2
+            windows.append((x0, y0, x1, y1, max_side))
+        shrink = min(1.0, self.options["max_side_px"] / max(w, h))
+        if cost > _CROP_MAX_SHARE * w * h * shrink * shrink:
             return None
         found: List[Tuple[np.ndarray, float]] = []
-        for x0, y0, x1, y1 in windows:
+        for x0, y0, x1, y1, max_side in windows:
             self.crop_searches += 1
             crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            for f in self._detect(crop, tiles=False, **self.options):
+            options = dict(self.options, max_side_px=max_side)
+            for f in self._detect(crop, tiles=False, **options):
                 box = np.array(f.box, dtype=np.float64) + np.array([x0, y0, x0, y0])
                 # A face cut by the crop's edge is boxed too small; the
                 # track's own search finds it whole next time, or a full one.
@@ -942,6 +976,7 @@ def _run(
             h, w = rgb.shape[:2]
             boxes = [b for b in boxes if b[2] > 0 and b[3] > 0 and b[0] < w and b[1] < h]
             boxes = [np.clip(b, [0, 0, 0, 0], [w, h, w, h]) for b in boxes]
+            boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
             boxes = _drop_kept(boxes, keep_specs, keep_hits, face_type)
             per_frame.pop(index, None)
             faces_per_frame.append(len(boxes))
@@ -967,22 +1002,39 @@ def _run(
             else:
                 tracker.expire(index)
                 live = tracker.live
-                lost = False
-                detections = None
-                if index - last_full < every and live:
+                due = index - last_full >= every
+                search = due  # the whole frame
+                tiles = None  # as asked (full-resolution tiles for small faces)
+                if not due and live:
                     detections = detector.crops(rgb, [t.predict(index) for t in live])
-                    if detections is not None:
-                        unseen = tracker.update(index, detections)
-                        lost = bool(unseen)
-                if detections is None or lost or index - last_full >= every or not live:
-                    if lost:
-                        # A track not found in its crop: search the whole
-                        # frame now, with the crop results withdrawn.
+                    # Crops only follow known faces (a crop also shows parts
+                    # of its neighbours); new faces are the full search's.
+                    lost = [] if detections is None else tracker.update(index, detections, create=False)
+                    # A face that left the frame is not lost.
+                    lost = [t for t in lost if _inside_share(t.predict(index), rgb.shape) >= 0.5]
+                    if detections is None:
+                        search = True  # the crops would cost as much
+                    elif any(t.last == index - 1 for t in lost):
+                        # A track seen in the previous frame is not in its
+                        # crop: search the whole frame now, with this frame's
+                        # crop results withdrawn. (A track already missing
+                        # waits for the regular full search: it was looked
+                        # for in the whole frame when it went missing.)
                         for t in tracker.live:
                             if t.last == index:
                                 t.frames.pop(), t.boxes.pop(), t.scores.pop()
                         tracker.live = [t for t in tracker.live if t.frames]
-                    tracker.update(index, detector.full(rgb))
+                        search = True
+                        if not due:
+                            # Looking for known faces: the tiles, which find
+                            # only small ones, are needed only for a small one.
+                            shrink = min(1.0, detector.options["max_side_px"] / max(rgb.shape[:2]))
+                            tiles = any(_size(t.boxes[-1]) * shrink < _SMALL_FACE_PX for t in lost)
+                # With no face in sight nothing is searched until the next
+                # full search is due: the look-ahead, never shorter than the
+                # interval, covers a new face's frames before it is found.
+                if search:
+                    tracker.update(index, detector.full(rgb, tiles))
                     last_full = index
             buffer.append(("frame", index, rgb, pts, tb))
             emit(index - lookahead)
