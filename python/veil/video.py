@@ -99,8 +99,8 @@ _OUTPUTS = {
 _WRITTEN_AS = {".avi": ".mp4"}
 
 #: x264's constant rate factor (lower is better and larger); 20 is visually
-#: close to the source for most phone videos. For VP9 the same number is used
-#: as its CRF (its scale is 0-63).
+#: close to the source for most phone videos. VP9's scale is 0-63: it gets
+#: crf + 11 (31 for the default, libvpx's usual choice for 1080p).
 DEFAULT_CRF = 20
 #: A face stays covered this long after its last detection.
 DEFAULT_HOLD_S = 1.0
@@ -117,17 +117,21 @@ _MAX_GROWTH = 2.0
 # centres within this fraction of the track's size (fast motion, where boxes
 # one frame apart no longer overlap).
 _MATCH_IOU = 0.1
+# A matched detection narrower or shorter than this share of the predicted
+# box is taken as a partial one (see _Tracker.update).
+_SHRUNK = 0.8
 _MATCH_CENTRE = 0.75
 # A crop searched around a tracked face: this many times its size (at
 # least _CROP_MIN_PX), shrunk so that the face is about _CROP_FACE_PX in the
 # network's input (CenterFace finds faces from about 12 px to several
 # hundred, so this is well inside its range and costs a few thousand pixels
-# per face). When the crops together would feed the network more than
-# _CROP_MAX_SHARE of a whole-frame pass, the whole frame is searched instead.
+# per face). When the crops together would cost more than _CROP_MAX_SHARE
+# of a full search, the whole frame is searched instead.
 _CROP_FACTOR = 2.5
 _CROP_MIN_PX = 64
 _CROP_FACE_PX = 64
 _CROP_MAX_SHARE = 0.5
+_CROP_CALL_PX = 10_000
 # A face at least this large in the frame shrunk for the whole-frame pass is
 # well inside what that pass finds (veil.detect leaves smaller ones to tiles).
 _SMALL_FACE_PX = 32
@@ -268,12 +272,13 @@ def _grow(box: np.ndarray, by_px: float) -> np.ndarray:
 
 
 class _Track:
-    __slots__ = ("id", "frames", "boxes", "scores")
+    __slots__ = ("id", "frames", "boxes", "covers", "scores")
 
     def __init__(self, track_id: int) -> None:
         self.id = track_id
         self.frames: List[int] = []
-        self.boxes: List[np.ndarray] = []
+        self.boxes: List[np.ndarray] = []  # as detected: for matching and motion
+        self.covers: List[np.ndarray] = []  # what is covered at each detection
         self.scores: List[float] = []
 
     @property
@@ -284,9 +289,10 @@ class _Track:
     def last(self) -> int:
         return self.frames[-1]
 
-    def add(self, frame: int, box: np.ndarray, score: float) -> None:
+    def add(self, frame: int, box: np.ndarray, score: float, cover: Optional[np.ndarray] = None) -> None:
         self.frames.append(frame)
         self.boxes.append(box)
+        self.covers.append(box if cover is None else cover)
         self.scores.append(score)
 
     def velocity(self) -> np.ndarray:
@@ -301,6 +307,17 @@ class _Track:
         dx, dy = (v[0] + v[2]) / 2, (v[1] + v[3]) / 2
         return self.boxes[-1] + np.array([dx, dy, dx, dy]) * (frame - self.last)
 
+    def expected(self, frame: int) -> np.ndarray:
+        """The predicted box with the size the face has had lately (the
+        median of its last detections), so one partial detection does not
+        shrink what is expected next."""
+        p = self.predict(frame)
+        recent = np.array(self.boxes[-5:])
+        w = float(np.median(recent[:, 2] - recent[:, 0]))
+        h = float(np.median(recent[:, 3] - recent[:, 1]))
+        cx, cy = (p[0] + p[2]) / 2, (p[1] + p[3]) / 2
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
     def longest_gap(self) -> int:
         return max((b - a - 1 for a, b in zip(self.frames, self.frames[1:])), default=0)
 
@@ -310,7 +327,7 @@ class _Track:
         if frame < self.first - lookahead or frame > self.last + hold:
             return None
         if frame <= self.first:
-            box, away = self.boxes[0], self.first - frame
+            box, away = self.covers[0], self.first - frame
             motion = np.abs(self._first_velocity()) * away
         elif frame >= self.last:
             # The centre moves on with the track's velocity; the size never
@@ -318,15 +335,15 @@ class _Track:
             away = frame - self.last
             velocity = self.velocity()
             shift = (velocity[0] + velocity[2]) / 2, (velocity[1] + velocity[3]) / 2
-            box = self.boxes[-1] + np.array([shift[0], shift[1], shift[0], shift[1]]) * away
+            box = self.covers[-1] + np.array([shift[0], shift[1], shift[0], shift[1]]) * away
             motion = np.abs(velocity) * away * 0.5
         else:
             i = int(np.searchsorted(self.frames, frame))
             f0, f1 = self.frames[i - 1], self.frames[i]
             if f1 == frame:
-                return self.boxes[i]
+                return self.covers[i]
             t = (frame - f0) / (f1 - f0)
-            b0, b1 = self.boxes[i - 1], self.boxes[i]
+            b0, b1 = self.covers[i - 1], self.covers[i]
             box = b0 + (b1 - b0) * t
             away = min(frame - f0, f1 - frame)
             motion = np.abs(b1 - b0) * 0.5 * (away / (f1 - f0)) * 2
@@ -381,7 +398,19 @@ class _Tracker:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            self.live[ti].add(frame, *detections[di])
+            track = self.live[ti]
+            box, score = detections[di]
+            predicted = track.expected(frame)
+            cover = None
+            if (box[2] - box[0] < _SHRUNK * (predicted[2] - predicted[0])
+                    or box[3] - box[1] < _SHRUNK * (predicted[3] - predicted[1])):
+                # A face does not shrink this much from one frame to the
+                # next: the detector boxed part of it (motion blur, the
+                # frame's edge). Cover where it was expected too.
+                # The union also stands for the face in the track, so the
+                # next frame is not expected where the part was.
+                box = cover = np.concatenate([np.minimum(box[:2], predicted[:2]), np.maximum(box[2:], predicted[2:])])
+            track.add(frame, box, score, cover)
         for di, (box, score) in enumerate(detections):
             if create and di not in used_d:
                 track = _Track(self._next)
@@ -444,8 +473,12 @@ class _Detector:
             max_side = max(64, int(math.ceil(longest / 32)) * 32)
             cost += (x1 - x0) * (y1 - y0) * min(1.0, max_side / max(x1 - x0, y1 - y0)) ** 2
             windows.append((x0, y0, x1, y1, max_side))
+        # What a full search feeds the network: the shrunk frame, plus the
+        # whole frame again in tiles when they run; each crop also pays a
+        # call's fixed cost.
         shrink = min(1.0, self.options["max_side_px"] / max(w, h))
-        if cost > _CROP_MAX_SHARE * w * h * shrink * shrink:
+        full = w * h * shrink * shrink + (w * h if self.tiles and shrink < 1.0 else 0)
+        if cost + _CROP_CALL_PX * len(windows) > _CROP_MAX_SHARE * full:
             return None
         found: List[Tuple[np.ndarray, float]] = []
         for x0, y0, x1, y1, max_side in windows:
@@ -905,6 +938,8 @@ def _run(
                         mux_audio(packet)
                     pending_audio = []
                 if (w & 1) or (h & 1):
+                    if index == 0:
+                        notes.append("odd frame size: one row/column repeated at the edge (4:2:0 needs even sizes)")
                     covered = np.pad(covered, ((0, h & 1), (0, w & 1), (0, 0)), mode="edge")
                 frame = av.VideoFrame.from_ndarray(covered, format="rgb24")
                 frame = frame.reformat(format="yuv420p", dst_colorspace=state["colorspace"] or None,
@@ -1022,7 +1057,7 @@ def _run(
                         # for in the whole frame when it went missing.)
                         for t in tracker.live:
                             if t.last == index:
-                                t.frames.pop(), t.boxes.pop(), t.scores.pop()
+                                t.frames.pop(), t.boxes.pop(), t.covers.pop(), t.scores.pop()
                         tracker.live = [t for t in tracker.live if t.frames]
                         search = True
                         if not due:
