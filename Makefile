@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-rust test-python web web-deps wasm bench lint clean fuzz fuzz-quick fuzz-deps
+.PHONY: install demo test test-rust test-python web web-deps video-deps wasm bench lint clean fuzz fuzz-quick fuzz-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ web: web-deps
 
 wasm: web
 
+# ffmpeg/ffprobe from apt, for the video tests (veil itself uses PyAV's own FFmpeg).
+video-deps:
+	bash scripts/install_video_deps.sh
+
 test-rust:
 	cargo test -p veil-core --release
 
@@ -41,10 +45,10 @@ test-python: install
 	$(BIN)/python -m pytest
 
 # VEIL_REQUIRE_WEB=1: a missing browser or page build fails the browser tests
-# instead of skipping them.
-test: install web test-rust
+# instead of skipping them; VEIL_REQUIRE_FFPROBE=1 does the same for ffprobe.
+test: install web video-deps test-rust
 	$(BIN)/python -m pip install --quiet -r requirements-ray.txt
-	VEIL_REQUIRE_WEB=1 $(BIN)/python -m pytest
+	VEIL_REQUIRE_WEB=1 VEIL_REQUIRE_FFPROBE=1 $(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python -m pip install --quiet -r benches/requirements-bench.txt

@@ -2,7 +2,7 @@
 
 Image kernels (``gaussian_blur``, ``box_blur``, ``pixelate``, ``fill``,
 ``add_noise``) are imported at once; detection (``detect_faces``),
-anonymization (``anonymize``) and cloaking (``cloak``) load their models on
+anonymization (``anonymize``, ``anonymize_video``) and cloaking (``cloak``) load their models on
 first use.
 """
 
@@ -27,6 +27,8 @@ __all__ = [
     "Method",
     "cloak",
     "cloak_with_report",
+    "anonymize_video",
+    "VideoReport",
 ]
 
 # Names served from submodules on first use, so `import veil` stays quick
@@ -41,6 +43,8 @@ _LAZY = {
     "Method": "anonymize",
     "cloak": "cloak",
     "cloak_with_report": "cloak",
+    "anonymize_video": "video",
+    "VideoReport": "video",
 }
 
 

@@ -649,6 +649,9 @@ def _add_blur(sub: argparse._SubParsersAction) -> None:
         "--ray-actors", type=_number(int, 1, 100_000), default=None, metavar="N",
         help="size of the Ray actor pool (default: one per GPU if the cluster has GPUs, else one per CPU)",
     )
+    from .video import add_blur_options  # videos: veil.video (PyAV is imported only when a video is read)
+
+    add_blur_options(p)
     p.set_defaults(run=_run_blur, subparser=p)
 
 
@@ -763,6 +766,8 @@ def blur_one(
 
 
 def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import video
+
     if args.ray is not None:
         try:
             from .ray import run_from_command
@@ -777,6 +782,8 @@ def _run_blur(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     planner = OutputPlanner(args, jobs)
 
     def work(job: Job) -> dict:
+        if video.is_video_path(job.path):
+            return video.blur_job(job, args, console)
         record, _, _, messages = blur_one(
             job.path, job.label, args, lambda input_format: planner.target(job, input_format),
             make_folder=planner.make_folder,
