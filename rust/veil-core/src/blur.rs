@@ -504,6 +504,13 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
         dst.copy_from_slice(src.data);
         return Ok(());
     }
+    if radius_px <= BOX_SUMS_MAX_RADIUS {
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            box_band_sums(&src, radius_px, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+        return Ok(());
+    }
     // Window sums of up to (2r+1) horizontal means of up to 255*FRAC.
     let window = 2 * radius_px as u128 + 1;
     if window * 255 * FRAC as u128 <= u32::MAX as u128 {
@@ -519,6 +526,146 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
     }
     Ok(())
 }
+
+/// Largest radius for which box blur keeps exact window sums: a row's
+/// sums of `2r+1 <= 255` bytes fit in u16, and the 2-D sums of up to
+/// `255^2 * 255 < 2^24` are exact in f32 as well as in u32.
+const BOX_SUMS_MAX_RADIUS: usize = 127;
+
+/// Horizontal window sums `out[x] = sum of row[clamp(x+d)]` for `|d| <= r`,
+/// per channel, without a serial running sum: windows of 1, 2, 4, ... pixels
+/// are built by doubling (`s_2m[i] = s_m[i] + s_m[i + m]`, each a plain
+/// vector add over the row) and the window of `2r+1` is the sum of those
+/// named by its binary digits. `ext` and `tmp` hold `(w + 2r) * C` values.
+#[inline(always)]
+fn box_row_sums(row: &[u8], c: usize, r: usize, ext: &mut [u16], tmp: &mut [u16], out: &mut [u16]) {
+    let n = row.len();
+    let w = n / c;
+    let len = (w + 2 * r) * c;
+    let (mut cur, mut next) = (&mut ext[..len], &mut tmp[..len]);
+    for p in 0..r {
+        for ch in 0..c {
+            cur[p * c + ch] = row[ch] as u16;
+            cur[(r + w + p) * c + ch] = row[n - c + ch] as u16;
+        }
+    }
+    for (e, &v) in cur[r * c..r * c + n].iter_mut().zip(row) {
+        *e = v as u16;
+    }
+    let out = &mut out[..n];
+    out.iter_mut().for_each(|v| *v = 0);
+    let window = 2 * r + 1;
+    // cur holds sums of `size` pixels, valid for the first `valid` values.
+    let (mut size, mut offset, mut valid) = (1usize, 0usize, len);
+    loop {
+        if window & size != 0 {
+            for (o, &v) in out.iter_mut().zip(&cur[offset * c..offset * c + n]) {
+                *o = o.wrapping_add(v);
+            }
+            offset += size;
+        }
+        if 2 * size > window {
+            break;
+        }
+        valid -= size * c;
+        let (a, b) = (&cur[..valid], &cur[size * c..size * c + valid]);
+        for ((d, &x), &y) in next[..valid].iter_mut().zip(a).zip(b) {
+            *d = x.wrapping_add(y);
+        }
+        std::mem::swap(&mut cur, &mut next);
+        size *= 2;
+    }
+}
+
+/// Horizontal window sums of source rows, cached by clamped row index: the
+/// entering row and the leaving one are at most 2r+1 distinct rows apart,
+/// so 2r+2 slots never evict a row that is still needed.
+struct SumRows<'a> {
+    src: &'a ImageRef<'a>,
+    radius: usize,
+    ext: Vec<u16>,
+    tmp: Vec<u16>,
+    cache: Vec<u16>,
+    held: Vec<usize>,
+}
+
+impl<'a> SumRows<'a> {
+    #[inline(always)]
+    fn new(src: &'a ImageRef<'a>, radius: usize) -> Self {
+        let scratch = (src.width + 2 * radius) * src.channels;
+        let slots = (2 * radius + 2).min(src.height);
+        Self {
+            src,
+            radius,
+            ext: vec![0; scratch],
+            tmp: vec![0; scratch],
+            cache: vec![0; slots * src.row_len()],
+            held: vec![usize::MAX; slots],
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, t: isize) -> (usize, usize) {
+        let y = t.clamp(0, self.src.height as isize - 1) as usize;
+        (y, y % self.held.len())
+    }
+
+    /// The sums of row `clamp(t)`, computed unless held.
+    #[inline(always)]
+    fn get(&mut self, t: isize) -> &[u16] {
+        let (y, s) = self.slot(t);
+        let n = self.src.row_len();
+        if self.held[s] != y {
+            let out = &mut self.cache[s * n..(s + 1) * n];
+            box_row_sums(self.src.row(y), self.src.channels, self.radius, &mut self.ext, &mut self.tmp, out);
+            self.held[s] = y;
+        }
+        &self.cache[s * n..(s + 1) * n]
+    }
+
+    /// The sums of row `clamp(t)`, which `get` has made.
+    #[inline(always)]
+    fn held_row(&self, t: isize) -> &[u16] {
+        let (_, s) = self.slot(t);
+        let n = self.src.row_len();
+        &self.cache[s * n..(s + 1) * n]
+    }
+}
+
+/// Box blur of a band for `radius <= BOX_SUMS_MAX_RADIUS`: exact integer
+/// window sums (horizontal by doubling, vertical as a running sum over
+/// cached rows), one rounding at the end.
+#[inline(always)]
+fn box_band_sums_impl(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) {
+    let row_len = src.row_len();
+    let r = radius as isize;
+    let mut rows = SumRows::new(src, radius);
+    let mut acc = vec![0u32; row_len];
+    let first = y0 as isize;
+    for t in first - r..=first + r {
+        for (a, &v) in acc.iter_mut().zip(rows.get(t)) {
+            *a += v as u32;
+        }
+    }
+    let norm = (1.0 / ((2 * radius + 1) as f64).powi(2)) as f32;
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let y = first + yy as isize;
+        if yy == 0 {
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = simd::to_u8(a as f32 * norm);
+            }
+            continue;
+        }
+        rows.get(y + r);
+        rows.get(y - r - 1);
+        let (e, l) = (rows.held_row(y + r), rows.held_row(y - r - 1));
+        for (((a, o), &e), &l) in acc.iter_mut().zip(out.iter_mut()).zip(e).zip(l) {
+            *a = a.wrapping_add(e as u32).wrapping_sub(l as u32);
+            *o = simd::to_u8(*a as f32 * norm);
+        }
+    }
+}
+dispatch!(fn box_band_sums(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) => box_band_sums_impl);
 
 /// Integer accumulator for the vertical window sums.
 trait Acc: Copy + Default + Send + Sync {
