@@ -432,10 +432,10 @@ fn reduced_position(x: usize, k: usize, pad: usize, len: usize) -> (usize, usize
 fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mut [f32]) {
     assert!(columns.iter().all(|&(i0, _)| i0 * C + 2 * C <= src.len()));
     for (px, &(i0, t)) in out.chunks_exact_mut(C).zip(columns) {
-        for ch in 0..C {
+        for (ch, v) in px.iter_mut().enumerate() {
             // SAFETY: i0 * C + 2C <= src.len(), checked above for every column.
             let (a, b) = unsafe { (*src.get_unchecked(i0 * C + ch), *src.get_unchecked(i0 * C + C + ch)) };
-            px[ch] = a + t * (b - a);
+            *v = a + t * (b - a);
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn widen(out: &mut [f32], src: &[u8]) {
 /// Rounds to the nearest byte, saturating. `v + 0.5` truncated is the same
 /// as round-half-up for the non-negative values blurs produce.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // clamp() would keep NaN; max/min turn it into 0
 pub fn to_u8(v: f32) -> u8 {
     // f32::max/min drop NaN, so the value is in 0..=255 here; the unchecked
     // conversion is what lets the compiler vectorise this (a saturating
