@@ -234,6 +234,42 @@ impl Sample for f32 {
     }
 }
 
+/// A source of rows for `Conv`: `load(y, lo, hi, out)` writes pixels
+/// `lo..hi` of row `y`. A trait with `#[inline(always)]` methods rather
+/// than a closure, so that the loading is compiled inside each SIMD build
+/// of the caller (a closure body may be left out of line, in the baseline
+/// build).
+trait RowSource<T> {
+    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [T]);
+}
+
+/// The rows of an 8-bit image, as f32.
+struct U8Rows<'a, 'b>(&'b ImageRef<'a>);
+
+impl RowSource<f32> for U8Rows<'_, '_> {
+    #[inline(always)]
+    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [f32]) {
+        let c = self.0.channels;
+        simd::widen(out, &self.0.row(y)[lo * c..hi * c]);
+    }
+}
+
+/// The rows of the reduced copy, made from the source on demand (whole rows).
+struct ReducedRows<'a, 'b> {
+    src: &'b ImageRef<'a>,
+    k: usize,
+    pad: usize,
+    acc: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl RowSource<f32> for ReducedRows<'_, '_> {
+    #[inline(always)]
+    fn load(&mut self, j: usize, _lo: usize, _hi: usize, out: &mut [f32]) {
+        reduce_row(self.src, self.k, self.pad, j, &mut self.acc, &mut self.scratch, out);
+    }
+}
+
 /// One separable convolution over a strip of columns `x0..x1` of a source
 /// that `load(y, lo, hi, out)` delivers as samples (pixels `lo..hi` of row
 /// `y`). Source rows are filtered horizontally once each, into a ring of
@@ -278,7 +314,7 @@ impl<'w, T: Sample> Conv<'w, T> {
 
     /// Filters source row `sy` horizontally into its ring slot.
     #[inline(always)]
-    fn fill<L: FnMut(usize, usize, usize, &mut [T])>(&mut self, sy: usize, load: &mut L) {
+    fn fill<L: RowSource<T>>(&mut self, sy: usize, load: &mut L) {
         let radius = self.weights.len() / 2;
         let c = self.channels;
         let strip = (self.x1 - self.x0) * c;
@@ -287,7 +323,7 @@ impl<'w, T: Sample> Conv<'w, T> {
         let lo = first.max(0) as usize;
         let hi = (self.x1 + radius).min(self.width);
         let at = |x: usize| (x as isize - first) as usize * c;
-        load(sy, lo, hi, &mut self.ext[at(lo)..at(hi)]);
+        load.load(sy, lo, hi, &mut self.ext[at(lo)..at(hi)]);
         for p in 0..at(lo) / c {
             self.ext.copy_within(at(lo)..at(lo) + c, p * c);
         }
@@ -301,7 +337,7 @@ impl<'w, T: Sample> Conv<'w, T> {
 
     /// Output row `y` of the strip into `out` (`(x1 - x0) * C` values).
     #[inline(always)]
-    fn row<L: FnMut(usize, usize, usize, &mut [T])>(&mut self, y: usize, load: &mut L, out: &mut [T]) {
+    fn row<L: RowSource<T>>(&mut self, y: usize, load: &mut L, out: &mut [T]) {
         let radius = self.weights.len() / 2;
         let strip = (self.x1 - self.x0) * self.channels;
         let last = self.height as isize - 1;
@@ -326,7 +362,7 @@ fn convolve_band_u8_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut 
     let rows = band.len() / row_len;
     let strip_px = (STRIP_VALUES / c).max(1);
     let mut acc = vec![0f32; strip_px.min(geom.width) * c];
-    let mut load = |y: usize, lo: usize, hi: usize, out: &mut [f32]| simd::widen(out, &src.row(y)[lo * c..hi * c]);
+    let mut load = U8Rows(src);
     for x0 in (0..geom.width).step_by(strip_px) {
         let x1 = (x0 + strip_px).min(geom.width);
         let mut conv = Conv::<f32>::new(weights, geom, x0, x1);
@@ -450,8 +486,7 @@ fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom
     let c = geom.channels;
     let row_len = src.width * c;
     let mut conv = Conv::<f32>::new(weights, geom, 0, geom.width);
-    let (mut acc, mut scratch) = (vec![0f32; row_len], vec![0f32; row_len]);
-    let mut load = |j: usize, _lo: usize, _hi: usize, out: &mut [f32]| reduce_row(src, k, pad, j, &mut acc, &mut scratch, out);
+    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
     let mut low = vec![0f32; geom.row_len()];
     // For each output column: the reduced cell at or before it and the
     // fraction towards the next (the padding guarantees a next cell).
