@@ -194,3 +194,30 @@ def test_kernels_never_fail_on_valid_input(img, sigma, radius, block, box, threa
                 veil.gaussian_blur(img, sigma, region=box, feather_px=3)):
         assert out.shape == img.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(veil.gaussian_blur(img, sigma, threads=1), veil.gaussian_blur(img, sigma, threads=threads))
+
+
+@pytest.mark.parametrize("kernel, param", [(veil.gaussian_blur, 3.0), (veil.box_blur, 4), (veil.pixelate, 5)])
+def test_out_receives_the_same_result_as_a_new_array(kernel, param):
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (61, 83, 3), dtype=np.uint8)
+    out = np.full_like(image, 17)
+    result = kernel(image, param, out=out)
+    assert result is out
+    np.testing.assert_array_equal(out, kernel(image, param))
+
+
+@pytest.mark.parametrize("kernel, param", [(veil.gaussian_blur, 3.0), (veil.box_blur, 4), (veil.pixelate, 5)])
+def test_out_is_checked(kernel, param):
+    image = np.zeros((20, 30, 3), np.uint8)
+    with pytest.raises(ValueError, match="shape"):
+        kernel(image, param, out=np.zeros((20, 30, 4), np.uint8))
+    with pytest.raises(TypeError):
+        kernel(image, param, out=np.zeros((20, 30, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernel(image, param, out=np.zeros((30, 20, 3), np.uint8).transpose(1, 0, 2))
+    with pytest.raises(ValueError):  # the input itself: numpy's borrow check or ours
+        kernel(image, param, out=image)
+    with pytest.raises(ValueError, match="region"):
+        kernel(image, param, out=np.zeros_like(image), region=(0, 0, 5, 5))
+    with pytest.raises(TypeError, match="PIL"):
+        kernel(Image.fromarray(image), param, out=np.zeros_like(image))

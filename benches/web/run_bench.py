@@ -1,7 +1,7 @@
 """Browser benchmark of veil's WebAssembly kernels and in-page detection.
 
 Runs benches/web/bench.html in headless Chromium (one page run, 12 MP RGBA):
-veil's wasm Gaussian blur (sigma 10 and 33) and pixelation against
+veil's wasm Gaussian blur (sigma 3, 10 and 33), box blur and pixelation against
 StackBlur.js (stackblur-canvas) and the canvas 2D ``filter = 'blur()'``;
 then times face detection per photo in the real page (web/dist).
 

@@ -2,7 +2,8 @@
 
 Every function takes a uint8 numpy array (H x W, H x W x 1, H x W x 3 or
 H x W x 4, C-contiguous) or a PIL image (mode L, RGB or RGBA) and returns a
-new image of the same kind; the input is never changed. The work runs in
+new image of the same kind (or, for a whole numpy image, writes into the
+caller's ``out`` array); the input is never changed. The work runs in
 veil's Rust core with the GIL released, on all cores unless ``threads`` says
 otherwise, and the result does not depend on the number of threads.
 
@@ -126,44 +127,72 @@ def _regions_call(image: ImageLike, method: str, region: Regions, shape: str, fe
     return wrap(out)
 
 
+def _whole(image: ImageLike, out: Optional[np.ndarray], call: Callable[..., np.ndarray]) -> ImageLike:
+    """Runs a whole-image kernel, into ``out`` when given (numpy input only)."""
+    array, wrap = _unwrap(image)
+    if out is None:
+        return wrap(call(array))
+    if not isinstance(array, np.ndarray) or array is not image:
+        raise TypeError("out= needs a numpy image (a PIL image always gets a new one)")
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    return call(array, out=out)
+
+
+def _no_out_with_region(out, region) -> None:
+    if out is not None and region is not None:
+        raise ValueError("out= is for whole-image calls; with a region the result is always a new image")
+
+
 def gaussian_blur(image: ImageLike, sigma_px: float, *, region: Regions = None, shape: str = "rectangle",
-                  feather_px: float = 0.0, threads: Optional[int] = None) -> ImageLike:
+                  feather_px: float = 0.0, threads: Optional[int] = None,
+                  out: Optional[np.ndarray] = None) -> ImageLike:
     """Gaussian blur with standard deviation ``sigma_px`` (0.5 to 250 pixels).
 
-    The cost does not grow with sigma, and the result is within 3 levels of
-    an exact Gaussian (scipy.ndimage.gaussian_filter, mode="nearest").
+    The result is within 3 levels of an exact Gaussian
+    (scipy.ndimage.gaussian_filter, mode="nearest"). ``out``: an array of
+    the image's shape (uint8, C-contiguous, not overlapping the image) to
+    write the whole-image result into instead of allocating one.
     """
     try:
         sigma_px = float(sigma_px)
     except OverflowError:
         raise ValueError(f"sigma_px is too large, got {sigma_px!r}") from None
+    _no_out_with_region(out, region)
     if region is None:
-        array, wrap = _unwrap(image)
-        return wrap(_veil.gaussian_blur(array, sigma_px, threads=_check_threads(threads)))
+        t = _check_threads(threads)
+        return _whole(image, out, lambda a, **kw: _veil.gaussian_blur(a, sigma_px, threads=t, **kw))
     return _regions_call(image, "gaussian_blur", region, shape, feather_px, threads, sigma_px=sigma_px)
 
 
 def box_blur(image: ImageLike, radius_px: int, *, region: Regions = None, shape: str = "rectangle",
-             feather_px: float = 0.0, threads: Optional[int] = None) -> ImageLike:
-    """Mean over the (2 radius_px + 1)^2 window around each pixel; any radius."""
+             feather_px: float = 0.0, threads: Optional[int] = None,
+             out: Optional[np.ndarray] = None) -> ImageLike:
+    """Mean over the (2 radius_px + 1)^2 window around each pixel; any radius.
+
+    ``out`` as for :func:`gaussian_blur`.
+    """
     radius_px = _check_int("radius_px", radius_px, 0, MAX_KERNEL_PX)
+    _no_out_with_region(out, region)
     if region is None:
-        array, wrap = _unwrap(image)
-        return wrap(_veil.box_blur(array, radius_px, threads=_check_threads(threads)))
+        t = _check_threads(threads)
+        return _whole(image, out, lambda a, **kw: _veil.box_blur(a, radius_px, threads=t, **kw))
     return _regions_call(image, "box_blur", region, shape, feather_px, threads, radius_px=radius_px)
 
 
 def pixelate(image: ImageLike, block_px: int, *, region: Regions = None, shape: str = "rectangle",
-             feather_px: float = 0.0, threads: Optional[int] = None) -> ImageLike:
+             feather_px: float = 0.0, threads: Optional[int] = None,
+             out: Optional[np.ndarray] = None) -> ImageLike:
     """Square blocks of ``block_px`` pixels, each set to its mean.
 
     The block grid starts at the image's top-left corner, or at each
-    region's top-left corner.
+    region's top-left corner. ``out`` as for :func:`gaussian_blur`.
     """
     block_px = _check_int("block_px", block_px, 1, MAX_KERNEL_PX)
+    _no_out_with_region(out, region)
     if region is None:
-        array, wrap = _unwrap(image)
-        return wrap(_veil.pixelate(array, block_px, threads=_check_threads(threads)))
+        t = _check_threads(threads)
+        return _whole(image, out, lambda a, **kw: _veil.pixelate(a, block_px, threads=t, **kw))
     return _regions_call(image, "pixelate", region, shape, feather_px, threads, block_px=block_px)
 
 

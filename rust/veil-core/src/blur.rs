@@ -153,15 +153,8 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         height: src.height.div_ceil(k) + 2 * pad,
         channels: src.channels,
     };
-    let mut reduced = vec![0f32; geom.row_len() * geom.height];
-    for_each_band(&mut reduced, geom.row_len(), threads, |j0, band| reduce_band(&src, k, pad, geom, j0, band));
-    let mut blurred = vec![0f32; reduced.len()];
-    for_each_band(&mut blurred, geom.row_len(), threads, |y0, band| {
-        convolve_band_f32(&reduced, geom, &weights, y0, band);
-    });
-    drop(reduced);
     for_each_band(dst, src.row_len(), threads, |y0, band| {
-        enlarge_band(&blurred, geom, k, pad, src.width, y0, band);
+        reduced_band(&src, &weights, k, pad, geom, y0, band);
         restore_alpha(&src, band, y0);
     });
     Ok(())
@@ -180,127 +173,210 @@ impl Geometry {
     }
 }
 
-/// Horizontal pass of one row: `ext` holds the row with `radius` replicated
-/// pixels on each side; `out[i] = sum_j w[j] * ext[i + j*C]`.
-#[inline(always)]
-fn convolve_row(ext: &[f32], weights: &[f32], channels: usize, out: &mut [f32]) {
-    let radius = weights.len() / 2;
-    let n = out.len();
-    let centre = &ext[radius * channels..radius * channels + n];
-    simd::scale(out, centre, weights[radius]);
-    for j in 0..radius {
-        let left = &ext[j * channels..j * channels + n];
-        let right = &ext[(2 * radius - j) * channels..(2 * radius - j) * channels + n];
-        simd::axpy_pair(out, left, right, weights[j]);
-    }
+/// Values per register block in the f32 convolution loops: enough
+/// independent accumulators to hide the latency of the add chains (8 AVX2
+/// registers, 4 AVX-512 ones, 16 simd128 ones).
+const BLOCK: usize = 64;
+/// Width of a column strip at full resolution, in f32 values: the ring of
+/// `2r+1` filtered strip rows (r <= 13 here) then stays in L2, and the
+/// halo of `r` pixels each side costs little.
+const STRIP_VALUES: usize = 3072;
+
+/// A sample type of the separable convolution, with its weights and the
+/// inner loop over taps.
+trait Sample: Copy + Default {
+    type W: Copy;
+    /// `out[i] = w[r] * taps[r][i] + sum_j w[j] * (taps[j][i] + taps[2r-j][i])`,
+    /// where tap `t` reads `src[offs[t] + i]`.
+    fn convolve(src: &[Self], offs: &[usize], weights: &[Self::W], out: &mut [Self]);
 }
 
-/// Fills `ext` with a row (given as f32) padded by `radius` edge copies.
-#[inline(always)]
-fn pad_row(ext: &mut [f32], radius: usize, channels: usize, row_len: usize) {
-    // The row itself is already at ext[radius*C .. radius*C + row_len].
-    let (first, last) = (radius * channels, radius * channels + row_len - channels);
-    for p in 0..radius {
-        for c in 0..channels {
-            ext[p * channels + c] = ext[first + c];
-            ext[first + row_len + p * channels + c] = ext[last + c];
-        }
-    }
-}
-
-/// Rows of horizontally blurred source, kept in a ring of `2r+1` slots keyed
-/// by source row, so each source row is blurred once per band.
-struct RowRing {
-    rows: Vec<f32>,
-    held: Vec<usize>,
-    row_len: usize,
-}
-
-impl RowRing {
-    fn new(slots: usize, row_len: usize) -> Self {
-        Self { rows: vec![0.0; slots * row_len], held: vec![usize::MAX; slots], row_len }
-    }
-    fn slot(&self, y: usize) -> usize {
-        y % self.held.len()
-    }
-    fn get(&self, y: usize) -> &[f32] {
-        let s = self.slot(y);
-        &self.rows[s * self.row_len..(s + 1) * self.row_len]
-    }
-}
-
-/// Separable convolution of a band of output rows. `load(y, ext)` writes
-/// source row `y` (as f32) into `ext[r*C..r*C+row_len]`; `store(y, row)`
-/// receives each finished output row.
-#[inline(always)]
-fn convolve_band<L, S>(geom: Geometry, weights: &[f32], y0: usize, rows: usize, mut load: L, mut store: S)
-where
-    L: FnMut(usize, &mut [f32]),
-    S: FnMut(usize, &[f32]),
-{
-    let radius = weights.len() / 2;
-    let c = geom.channels;
-    let row_len = geom.row_len();
-    let mut ext = vec![0f32; row_len + 2 * radius * c];
-    let mut ring = RowRing::new((2 * radius + 1).min(geom.height), row_len);
-    let mut acc = vec![0f32; row_len];
-    let clamp = |t: isize| t.clamp(0, geom.height as isize - 1) as usize;
-    for y in y0..y0 + rows {
-        // Make sure every source row of the window is in the ring.
-        for t in (y as isize - radius as isize)..=(y as isize + radius as isize) {
-            let sy = clamp(t);
-            let slot = ring.slot(sy);
-            if ring.held[slot] != sy {
-                load(sy, &mut ext[radius * c..radius * c + row_len]);
-                pad_row(&mut ext, radius, c, row_len);
-                convolve_row(&ext, weights, c, &mut ring.rows[slot * row_len..(slot + 1) * row_len]);
-                ring.held[slot] = sy;
+impl Sample for f32 {
+    type W = f32;
+    /// The sum is formed in this order for every `i` (no fused
+    /// multiply-add), so every target and every block width gives the same bits.
+    #[inline(always)]
+    fn convolve(src: &[f32], offs: &[usize], weights: &[f32], out: &mut [f32]) {
+        #[inline(always)]
+        fn block<const L: usize>(src: &[f32], offs: &[usize], weights: &[f32], i: usize, out: &mut [f32]) {
+            let radius = weights.len() / 2;
+            let mut acc = [0f32; L];
+            let centre: &[f32; L] = src[offs[radius] + i..][..L].try_into().unwrap();
+            let wc = weights[radius];
+            for l in 0..L {
+                acc[l] = wc * centre[l];
             }
+            for j in 0..radius {
+                let a: &[f32; L] = src[offs[j] + i..][..L].try_into().unwrap();
+                let b: &[f32; L] = src[offs[2 * radius - j] + i..][..L].try_into().unwrap();
+                let w = weights[j];
+                for l in 0..L {
+                    acc[l] += w * (a[l] + b[l]);
+                }
+            }
+            out[i..i + L].copy_from_slice(&acc);
         }
-        let yi = y as isize;
-        simd::scale(&mut acc, ring.get(y), weights[radius]);
-        for j in 0..radius {
-            let d = (radius - j) as isize;
-            simd::axpy_pair(&mut acc, ring.get(clamp(yi - d)), ring.get(clamp(yi + d)), weights[j]);
+        let n = out.len();
+        assert!(offs.len() == weights.len() && offs.iter().all(|&o| o + n <= src.len()));
+        let mut i = 0;
+        while i + BLOCK <= n {
+            block::<BLOCK>(src, offs, weights, i, out);
+            i += BLOCK;
         }
-        store(y, &acc);
+        while i + 8 <= n {
+            block::<8>(src, offs, weights, i, out);
+            i += 8;
+        }
+        while i < n {
+            block::<1>(src, offs, weights, i, out);
+            i += 1;
+        }
     }
 }
 
+/// A source of rows for `Conv`: `load(y, lo, hi, out)` writes pixels
+/// `lo..hi` of row `y`. A trait with `#[inline(always)]` methods rather
+/// than a closure, so that the loading is compiled inside each SIMD build
+/// of the caller (a closure body may be left out of line, in the baseline
+/// build).
+trait RowSource<T> {
+    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [T]);
+}
+
+/// The rows of an 8-bit image, as f32.
+struct U8Rows<'a, 'b>(&'b ImageRef<'a>);
+
+impl RowSource<f32> for U8Rows<'_, '_> {
+    #[inline(always)]
+    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [f32]) {
+        let c = self.0.channels;
+        simd::widen(out, &self.0.row(y)[lo * c..hi * c]);
+    }
+}
+
+/// The rows of the reduced copy, made from the source on demand (whole rows).
+struct ReducedRows<'a, 'b> {
+    src: &'b ImageRef<'a>,
+    k: usize,
+    pad: usize,
+    acc: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl RowSource<f32> for ReducedRows<'_, '_> {
+    #[inline(always)]
+    fn load(&mut self, j: usize, _lo: usize, _hi: usize, out: &mut [f32]) {
+        reduce_row(self.src, self.k, self.pad, j, &mut self.acc, &mut self.scratch, out);
+    }
+}
+
+/// One separable convolution over a strip of columns `x0..x1` of a source
+/// that `load(y, lo, hi, out)` delivers as samples (pixels `lo..hi` of row
+/// `y`). Source rows are filtered horizontally once each, into a ring of
+/// `2r+1` slots keyed by row; `row(y)` then sums the ring vertically. Rows
+/// are asked for in increasing order, so each source row is loaded once.
+struct Conv<'w, T: Sample> {
+    weights: &'w [T::W],
+    /// Tap offsets of the horizontal pass (fixed) and of the vertical one.
+    hoffs: Vec<usize>,
+    voffs: Vec<usize>,
+    channels: usize,
+    width: usize,
+    height: usize,
+    x0: usize,
+    x1: usize,
+    ext: Vec<T>,
+    ring: Vec<T>,
+    held: Vec<usize>,
+}
+
+impl<'w, T: Sample> Conv<'w, T> {
+    #[inline(always)]
+    fn new(weights: &'w [T::W], geom: Geometry, x0: usize, x1: usize) -> Self {
+        let radius = weights.len() / 2;
+        let c = geom.channels;
+        let strip = (x1 - x0) * c;
+        let slots = (2 * radius + 1).min(geom.height);
+        Self {
+            weights,
+            hoffs: (0..weights.len()).map(|t| t * c).collect(),
+            voffs: vec![0; weights.len()],
+            channels: c,
+            width: geom.width,
+            height: geom.height,
+            x0,
+            x1,
+            ext: vec![T::default(); strip + 2 * radius * c],
+            ring: vec![T::default(); slots * strip],
+            held: vec![usize::MAX; slots],
+        }
+    }
+
+    /// Filters source row `sy` horizontally into its ring slot.
+    #[inline(always)]
+    fn fill<L: RowSource<T>>(&mut self, sy: usize, load: &mut L) {
+        let radius = self.weights.len() / 2;
+        let c = self.channels;
+        let strip = (self.x1 - self.x0) * c;
+        // ext[p*C..] holds pixel x0 - r + p, clamped to the row (nearest rule).
+        let first = self.x0 as isize - radius as isize;
+        let lo = first.max(0) as usize;
+        let hi = (self.x1 + radius).min(self.width);
+        let at = |x: usize| (x as isize - first) as usize * c;
+        load.load(sy, lo, hi, &mut self.ext[at(lo)..at(hi)]);
+        for p in 0..at(lo) / c {
+            self.ext.copy_within(at(lo)..at(lo) + c, p * c);
+        }
+        for p in at(hi) / c..self.ext.len() / c {
+            self.ext.copy_within(at(hi) - c..at(hi), p * c);
+        }
+        let slot = sy % self.held.len();
+        T::convolve(&self.ext, &self.hoffs, self.weights, &mut self.ring[slot * strip..(slot + 1) * strip]);
+        self.held[slot] = sy;
+    }
+
+    /// Output row `y` of the strip into `out` (`(x1 - x0) * C` values).
+    #[inline(always)]
+    fn row<L: RowSource<T>>(&mut self, y: usize, load: &mut L, out: &mut [T]) {
+        let radius = self.weights.len() / 2;
+        let strip = (self.x1 - self.x0) * self.channels;
+        let last = self.height as isize - 1;
+        for t in 0..=2 * radius {
+            let sy = (y as isize + t as isize - radius as isize).clamp(0, last) as usize;
+            let slot = sy % self.held.len();
+            if self.held[slot] != sy {
+                self.fill(sy, load);
+            }
+            self.voffs[t] = slot * strip;
+        }
+        T::convolve(&self.ring, &self.voffs, self.weights, out);
+    }
+}
+
+/// Full-resolution Gaussian of a band of rows, strip by strip.
 #[inline(always)]
 fn convolve_band_u8_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
     let geom = Geometry { width: src.width, height: src.height, channels: src.channels };
+    let c = geom.channels;
     let row_len = geom.row_len();
     let rows = band.len() / row_len;
-    convolve_band(
-        geom,
-        weights,
-        y0,
-        rows,
-        |y, out| simd::widen(out, src.row(y)),
-        |y, acc| simd::narrow(&mut band[(y - y0) * row_len..(y - y0 + 1) * row_len], acc),
-    );
+    let strip_px = (STRIP_VALUES / c).max(1);
+    let mut acc = vec![0f32; strip_px.min(geom.width) * c];
+    let mut load = U8Rows(src);
+    for x0 in (0..geom.width).step_by(strip_px) {
+        let x1 = (x0 + strip_px).min(geom.width);
+        let mut conv = Conv::<f32>::new(weights, geom, x0, x1);
+        let acc = &mut acc[..(x1 - x0) * c];
+        for y in y0..y0 + rows {
+            conv.row(y, &mut load, acc);
+            let at = (y - y0) * row_len;
+            simd::narrow(&mut band[at + x0 * c..at + x1 * c], acc);
+        }
+    }
 }
 dispatch!(fn convolve_band_u8(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => convolve_band_u8_impl);
 
-#[inline(always)]
-fn convolve_band_f32_impl(src: &[f32], geom: Geometry, weights: &[f32], y0: usize, band: &mut [f32]) {
-    let row_len = geom.row_len();
-    let rows = band.len() / row_len;
-    convolve_band(
-        geom,
-        weights,
-        y0,
-        rows,
-        |y, out| out.copy_from_slice(&src[y * row_len..(y + 1) * row_len]),
-        |y, acc| band[(y - y0) * row_len..(y - y0 + 1) * row_len].copy_from_slice(acc),
-    );
-}
-dispatch!(fn convolve_band_f32(src: &[f32], geom: Geometry, weights: &[f32], y0: usize, band: &mut [f32]) => convolve_band_f32_impl);
 
-/// k x k block means of `src` as f32, for reduced rows from `j0` on; the
-/// reduced grid has `pad` cells beyond each edge, whose blocks lie (partly
-/// or wholly) outside the image and take the nearest edge pixels.
 /// The source indices that the `k` positions `start..start+k` read under the
 /// nearest border rule, each with how many positions read it: inside the
 /// image each index once, beyond an edge the edge index many times.
@@ -316,28 +392,26 @@ fn clamped_span(start: isize, k: usize, len: usize) -> impl Iterator<Item = (usi
     })
 }
 
+/// Reduced row `j` (k x k block means as f32, on the grid with `pad` cells
+/// beyond each edge, whose blocks take the nearest edge pixels) into `low`.
+/// `acc` and `row` are scratch rows of the source's length.
 #[inline(always)]
-fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, geom: Geometry, j0: usize, band: &mut [f32]) {
+fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [f32], row: &mut [f32], low: &mut [f32]) {
     let (w, h, c) = (src.width, src.height, src.channels);
-    let mut acc = vec![0f32; src.row_len()];
-    let mut row = vec![0f32; src.row_len()];
     let norm = 1.0 / (k * k) as f32;
-    let first = |cell: usize| (cell as isize - pad as isize) * k as isize;
-    for (jj, low) in band.chunks_exact_mut(geom.row_len()).enumerate() {
-        acc.iter_mut().for_each(|v| *v = 0.0);
-        for (y, n) in clamped_span(first(j0 + jj), k, h) {
-            if n == 1.0 {
-                simd::add_u8(&mut acc, src.row(y));
-            } else {
-                simd::widen(&mut row, src.row(y));
-                simd::axpy(&mut acc, &row, n);
-            }
+    acc.iter_mut().for_each(|v| *v = 0.0);
+    for (y, n) in clamped_span((j as isize - pad as isize) * k as isize, k, h) {
+        if n == 1.0 {
+            simd::add_u8(acc, src.row(y));
+        } else {
+            simd::widen(row, src.row(y));
+            simd::axpy(acc, row, n);
         }
-        match c {
-            1 => reduce_columns::<1>(&acc, low, k, pad, w, norm),
-            3 => reduce_columns::<3>(&acc, low, k, pad, w, norm),
-            _ => reduce_columns::<4>(&acc, low, k, pad, w, norm),
-        }
+    }
+    match c {
+        1 => reduce_columns::<1>(acc, low, k, pad, w, norm),
+        3 => reduce_columns::<3>(acc, low, k, pad, w, norm),
+        _ => reduce_columns::<4>(acc, low, k, pad, w, norm),
     }
 }
 
@@ -375,7 +449,6 @@ fn reduce_columns<const C: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: u
         }
     }
 }
-dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, geom: Geometry, j0: usize, band: &mut [f32]) => reduce_band_impl);
 
 /// Position of full-resolution pixel `x` on the padded reduced grid: the
 /// cell whose centre is at or before it, the next cell, and the fraction
@@ -388,18 +461,42 @@ fn reduced_position(x: usize, k: usize, pad: usize, len: usize) -> (usize, usize
     (i0, (i0 + 1).min(len - 1), t)
 }
 
-/// Linear interpolation of the blurred reduced image back to full size.
+/// Linear interpolation of one reduced row to full width. `columns` holds,
+/// per output pixel, the offset of the reduced pixel at or before it (whose
+/// right neighbour exists: see `reduced_band_impl`) and the fraction.
 #[inline(always)]
-fn enlarge_band_impl(low: &[f32], geom: Geometry, k: usize, pad: usize, width: usize, y0: usize, band: &mut [u8]) {
+fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mut [f32]) {
+    assert!(columns.iter().all(|&(i0, _)| i0 * C + 2 * C <= src.len()));
+    for (px, &(i0, t)) in out.chunks_exact_mut(C).zip(columns) {
+        for (ch, v) in px.iter_mut().enumerate() {
+            // SAFETY: i0 * C + 2C <= src.len(), checked above for every column.
+            let (a, b) = unsafe { (*src.get_unchecked(i0 * C + ch), *src.get_unchecked(i0 * C + C + ch)) };
+            *v = a + t * (b - a);
+        }
+    }
+}
+
+
+/// Gaussian of a band of output rows by way of the reduced copy: each
+/// reduced row is made from the source when the convolution first needs
+/// it, blurred, widened to full width and interpolated, so no full-size
+/// intermediate is ever stored.
+#[inline(always)]
+fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
     let c = geom.channels;
-    let row_len = width * c;
+    let row_len = src.width * c;
+    let mut conv = Conv::<f32>::new(weights, geom, 0, geom.width);
+    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
+    let mut low = vec![0f32; geom.row_len()];
     // For each output column: the reduced cell at or before it and the
     // fraction towards the next (the padding guarantees a next cell).
-    let columns: Vec<(usize, f32)> = (0..width).map(|x| {
-        let (i0, _, t) = reduced_position(x, k, pad, geom.width);
-        (i0.min(geom.width - 2), t)
-    }).collect();
-    // Two reduced rows widened to full width, reused while y stays between them.
+    let columns: Vec<(usize, f32)> = (0..src.width)
+        .map(|x| {
+            let (i0, _, t) = reduced_position(x, k, pad, geom.width);
+            (i0.min(geom.width - 2), t)
+        })
+        .collect();
+    // Two blurred reduced rows widened to full width, reused while y stays between them.
     let mut wide = [vec![0f32; row_len], vec![0f32; row_len]];
     let mut held = [usize::MAX, usize::MAX];
     for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
@@ -412,11 +509,11 @@ fn enlarge_band_impl(low: &[f32], geom: Geometry, k: usize, pad: usize, width: u
         }
         for (slot, j) in [(0usize, j0), (1usize, j1)] {
             if held[slot] != j {
-                let src = &low[j * geom.row_len()..(j + 1) * geom.row_len()];
+                conv.row(j, &mut load, &mut low);
                 match c {
-                    1 => widen_columns::<1>(src, &columns, &mut wide[slot]),
-                    3 => widen_columns::<3>(src, &columns, &mut wide[slot]),
-                    _ => widen_columns::<4>(src, &columns, &mut wide[slot]),
+                    1 => widen_columns::<1>(&low, &columns, &mut wide[slot]),
+                    3 => widen_columns::<3>(&low, &columns, &mut wide[slot]),
+                    _ => widen_columns::<4>(&low, &columns, &mut wide[slot]),
                 }
                 held[slot] = j;
             }
@@ -424,22 +521,7 @@ fn enlarge_band_impl(low: &[f32], geom: Geometry, k: usize, pad: usize, width: u
         simd::lerp_narrow(out, &wide[0], &wide[1], t);
     }
 }
-/// Linear interpolation of one reduced row to full width. `columns` holds,
-/// per output pixel, the offset of the reduced pixel at or before it (whose
-/// right neighbour exists: see `enlarge_band_impl`) and the fraction.
-#[inline(always)]
-fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mut [f32]) {
-    assert!(columns.iter().all(|&(i0, _)| i0 * C + 2 * C <= src.len()));
-    for (px, &(i0, t)) in out.chunks_exact_mut(C).zip(columns) {
-        for ch in 0..C {
-            // SAFETY: i0 * C + 2C <= src.len(), checked above for every column.
-            let (a, b) = unsafe { (*src.get_unchecked(i0 * C + ch), *src.get_unchecked(i0 * C + C + ch)) };
-            px[ch] = a + t * (b - a);
-        }
-    }
-}
-
-dispatch!(fn enlarge_band(low: &[f32], geom: Geometry, k: usize, pad: usize, width: usize, y0: usize, band: &mut [u8]) => enlarge_band_impl);
+dispatch!(fn reduced_band(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
 
 // --------------------------------------------------------------------- Box
 
@@ -457,6 +539,13 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
         dst.copy_from_slice(src.data);
         return Ok(());
     }
+    if radius_px <= BOX_SUMS_MAX_RADIUS {
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            box_band_sums(&src, radius_px, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+        return Ok(());
+    }
     // Window sums of up to (2r+1) horizontal means of up to 255*FRAC.
     let window = 2 * radius_px as u128 + 1;
     if window * 255 * FRAC as u128 <= u32::MAX as u128 {
@@ -472,6 +561,146 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
     }
     Ok(())
 }
+
+/// Largest radius for which box blur keeps exact window sums: a row's
+/// sums of `2r+1 <= 255` bytes fit in u16, and the 2-D sums of up to
+/// `255^2 * 255 < 2^24` are exact in f32 as well as in u32.
+const BOX_SUMS_MAX_RADIUS: usize = 127;
+
+/// Horizontal window sums `out[x] = sum of row[clamp(x+d)]` for `|d| <= r`,
+/// per channel, without a serial running sum: windows of 1, 2, 4, ... pixels
+/// are built by doubling (`s_2m[i] = s_m[i] + s_m[i + m]`, each a plain
+/// vector add over the row) and the window of `2r+1` is the sum of those
+/// named by its binary digits. `ext` and `tmp` hold `(w + 2r) * C` values.
+#[inline(always)]
+fn box_row_sums(row: &[u8], c: usize, r: usize, ext: &mut [u16], tmp: &mut [u16], out: &mut [u16]) {
+    let n = row.len();
+    let w = n / c;
+    let len = (w + 2 * r) * c;
+    let (mut cur, mut next) = (&mut ext[..len], &mut tmp[..len]);
+    for p in 0..r {
+        for ch in 0..c {
+            cur[p * c + ch] = row[ch] as u16;
+            cur[(r + w + p) * c + ch] = row[n - c + ch] as u16;
+        }
+    }
+    for (e, &v) in cur[r * c..r * c + n].iter_mut().zip(row) {
+        *e = v as u16;
+    }
+    let out = &mut out[..n];
+    out.iter_mut().for_each(|v| *v = 0);
+    let window = 2 * r + 1;
+    // cur holds sums of `size` pixels, valid for the first `valid` values.
+    let (mut size, mut offset, mut valid) = (1usize, 0usize, len);
+    loop {
+        if window & size != 0 {
+            for (o, &v) in out.iter_mut().zip(&cur[offset * c..offset * c + n]) {
+                *o = o.wrapping_add(v);
+            }
+            offset += size;
+        }
+        if 2 * size > window {
+            break;
+        }
+        valid -= size * c;
+        let (a, b) = (&cur[..valid], &cur[size * c..size * c + valid]);
+        for ((d, &x), &y) in next[..valid].iter_mut().zip(a).zip(b) {
+            *d = x.wrapping_add(y);
+        }
+        std::mem::swap(&mut cur, &mut next);
+        size *= 2;
+    }
+}
+
+/// Horizontal window sums of source rows, cached by clamped row index: the
+/// entering row and the leaving one are at most 2r+1 distinct rows apart,
+/// so 2r+2 slots never evict a row that is still needed.
+struct SumRows<'a> {
+    src: &'a ImageRef<'a>,
+    radius: usize,
+    ext: Vec<u16>,
+    tmp: Vec<u16>,
+    cache: Vec<u16>,
+    held: Vec<usize>,
+}
+
+impl<'a> SumRows<'a> {
+    #[inline(always)]
+    fn new(src: &'a ImageRef<'a>, radius: usize) -> Self {
+        let scratch = (src.width + 2 * radius) * src.channels;
+        let slots = (2 * radius + 2).min(src.height);
+        Self {
+            src,
+            radius,
+            ext: vec![0; scratch],
+            tmp: vec![0; scratch],
+            cache: vec![0; slots * src.row_len()],
+            held: vec![usize::MAX; slots],
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, t: isize) -> (usize, usize) {
+        let y = t.clamp(0, self.src.height as isize - 1) as usize;
+        (y, y % self.held.len())
+    }
+
+    /// The sums of row `clamp(t)`, computed unless held.
+    #[inline(always)]
+    fn get(&mut self, t: isize) -> &[u16] {
+        let (y, s) = self.slot(t);
+        let n = self.src.row_len();
+        if self.held[s] != y {
+            let out = &mut self.cache[s * n..(s + 1) * n];
+            box_row_sums(self.src.row(y), self.src.channels, self.radius, &mut self.ext, &mut self.tmp, out);
+            self.held[s] = y;
+        }
+        &self.cache[s * n..(s + 1) * n]
+    }
+
+    /// The sums of row `clamp(t)`, which `get` has made.
+    #[inline(always)]
+    fn held_row(&self, t: isize) -> &[u16] {
+        let (_, s) = self.slot(t);
+        let n = self.src.row_len();
+        &self.cache[s * n..(s + 1) * n]
+    }
+}
+
+/// Box blur of a band for `radius <= BOX_SUMS_MAX_RADIUS`: exact integer
+/// window sums (horizontal by doubling, vertical as a running sum over
+/// cached rows), one rounding at the end.
+#[inline(always)]
+fn box_band_sums_impl(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) {
+    let row_len = src.row_len();
+    let r = radius as isize;
+    let mut rows = SumRows::new(src, radius);
+    let mut acc = vec![0u32; row_len];
+    let first = y0 as isize;
+    for t in first - r..=first + r {
+        for (a, &v) in acc.iter_mut().zip(rows.get(t)) {
+            *a += v as u32;
+        }
+    }
+    let norm = (1.0 / ((2 * radius + 1) as f64).powi(2)) as f32;
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let y = first + yy as isize;
+        if yy == 0 {
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = simd::to_u8(a as f32 * norm);
+            }
+            continue;
+        }
+        rows.get(y + r);
+        rows.get(y - r - 1);
+        let (e, l) = (rows.held_row(y + r), rows.held_row(y - r - 1));
+        for (((a, o), &e), &l) in acc.iter_mut().zip(out.iter_mut()).zip(e).zip(l) {
+            *a = a.wrapping_add(e as u32).wrapping_sub(l as u32);
+            *o = simd::to_u8(*a as f32 * norm);
+        }
+    }
+}
+dispatch!(fn box_band_sums(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) => box_band_sums_impl);
 
 /// Integer accumulator for the vertical window sums.
 trait Acc: Copy + Default + Send + Sync {

@@ -44,7 +44,7 @@ pub fn noise_at(seed: u64, x: u64, y: u64, channel: usize, amount: u8) -> i32 {
     let bits = mix(seed ^ mix((y << 32) ^ x));
     let byte = (bits >> (8 * channel)) as u8 as u32;
     let span = 2 * amount as u32 + 1;
-    (byte * span >> 8) as i32 - amount as i32
+    ((byte * span) >> 8) as i32 - amount as i32
 }
 
 /// Adds uniform noise in `-amount..=amount` to the colour channels, saturating.
@@ -55,9 +55,8 @@ pub fn add_noise(image: ImageMut, amount: u8, seed: u64, origin: (usize, usize))
     let cc = colour_channels(c);
     for (i, px) in image.data.chunks_exact_mut(c).enumerate() {
         let (x, y) = ((origin.0 + i % w) as u64, (origin.1 + i / w) as u64);
-        for ch in 0..cc {
-            let v = px[ch] as i32 + noise_at(seed, x, y, ch, amount);
-            px[ch] = v.clamp(0, 255) as u8;
+        for (ch, v) in px[..cc].iter_mut().enumerate() {
+            *v = (*v as i32 + noise_at(seed, x, y, ch, amount)).clamp(0, 255) as u8;
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ pub fn for_each_band<T: Send, F>(out: &mut [T], row_len: usize, threads: usize, 
 where
     F: Fn(usize, &mut [T]) + Sync + Send,
 {
-    let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
     let threads = threads.max(1);
     if threads == 1 || rows < 2 * MIN_BAND_ROWS {
         f(0, out);

@@ -99,16 +99,20 @@ where
             }
         }
         let mut x = 0;
+        let mut recip = (0u64, 0f64);
         while x < w {
             let (bx0, bx1) = grid.block(x, grid.phase_x, w);
             let count = ((bx1 - bx0) * (by1 - by0)) as u64;
-            for ch in 0..c {
+            if recip.0 != count {
+                recip = (count, 1.0 / (2 * count) as f64);
+            }
+            let mut means = [0u8; 4];
+            for (ch, mean) in means.iter_mut().enumerate().take(c) {
                 let sum: u64 = (bx0..bx1).map(|sx| column_sums[sx * c + ch].into()).sum();
-                // Round half up: (2 sum + n) / 2n.
-                let mean = ((2 * sum + count) / (2 * count)) as u8;
-                for px in bx0..bx1 {
-                    pattern[px * c + ch] = mean;
-                }
+                *mean = round_mean(sum, count, recip.1);
+            }
+            for px in pattern[bx0 * c..bx1 * c].chunks_exact_mut(c) {
+                px.copy_from_slice(&means[..c]);
             }
             x = bx1;
         }
@@ -120,6 +124,18 @@ where
         y += rows_here;
     }
 }
+/// `(2 sum + n) / 2n` rounded down (the mean rounded half up), by a
+/// multiply with `recip = 1 / 2n` instead of a 64-bit division. Exact: the
+/// quotient is below 256 and, unless it is an integer, at least 1/2n
+/// (> 2^-40 here, as n < 2^39) from the next integer, while the product's
+/// rounding error is under 2^-44; the added 2^-41 lifts exact integers
+/// that the product left just below.
+#[inline(always)]
+fn round_mean(sum: u64, count: u64, recip: f64) -> u8 {
+    let q = (2 * sum + count) as f64 * recip + 1.0 / (1u64 << 41) as f64;
+    q as u8
+}
+
 dispatch!(fn pixelate_band(src: &ImageRef, grid: Grid, y0: usize, band: &mut [u8]) => pixelate_band_impl);
 
 #[cfg(test)]

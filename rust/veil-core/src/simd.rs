@@ -1,5 +1,6 @@
 //! Hot inner loops, written so the compiler vectorises them, and a runtime
-//! switch that compiles the callers a second time for AVX2 on x86-64.
+//! switch that compiles the callers again for AVX2 and for AVX-512 on
+//! x86-64.
 //!
 //! Everything here is plain `mul` then `add` (Rust never fuses them into FMA
 //! on its own), so the AVX2, SSE2 and WebAssembly builds give bit-identical
@@ -15,25 +16,7 @@ pub fn axpy(acc: &mut [f32], src: &[f32], w: f32) {
     }
 }
 
-/// `acc[i] += w * (a[i] + b[i])`: one multiply for two symmetric taps.
-#[inline(always)]
-pub fn axpy_pair(acc: &mut [f32], a: &[f32], b: &[f32], w: f32) {
-    let n = acc.len().min(a.len()).min(b.len());
-    let (acc, a, b) = (&mut acc[..n], &a[..n], &b[..n]);
-    for i in 0..n {
-        acc[i] += w * (a[i] + b[i]);
-    }
-}
 
-/// `out[i] = w * src[i]`
-#[inline(always)]
-pub fn scale(out: &mut [f32], src: &[f32], w: f32) {
-    let n = out.len().min(src.len());
-    let (out, src) = (&mut out[..n], &src[..n]);
-    for i in 0..n {
-        out[i] = w * src[i];
-    }
-}
 
 /// `acc[i] += src[i]` for bytes widened to f32.
 #[inline(always)]
@@ -58,6 +41,7 @@ pub fn widen(out: &mut [f32], src: &[u8]) {
 /// Rounds to the nearest byte, saturating. `v + 0.5` truncated is the same
 /// as round-half-up for the non-negative values blurs produce.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // clamp() would keep NaN; max/min turn it into 0
 pub fn to_u8(v: f32) -> u8 {
     // f32::max/min drop NaN, so the value is in 0..=255 here; the unchecked
     // conversion is what lets the compiler vectorise this (a saturating
@@ -187,9 +171,17 @@ macro_rules! dispatch {
         $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body_fn($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) {
                     $body_fn($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512bw") {
+                    // SAFETY: the CPU supports AVX-512 F and BW, checked just above.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU supports AVX2, checked just above.

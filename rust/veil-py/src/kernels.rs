@@ -1,21 +1,55 @@
-//! Bindings for the image kernels. Each returns a new array; the input is
-//! never modified.
+//! Bindings for the image kernels. Each returns a new array, or writes into
+//! the caller's `out` array (same shape, uint8, C-contiguous, not sharing
+//! memory with the input) and returns it; the input is never modified.
 
-use numpy::{PyArrayDyn, PyArrayMethods};
-use pyo3::exceptions::PyValueError;
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use veil_core::region::{apply_to_regions as core_apply, Method, Region, Shape};
 use veil_core::{blur, pixelate as core_pixelate, ImageMut, ImageRef};
 
 use crate::convert::{detached, non_negative, threads, ImageArg};
 
-/// Runs a source-to-destination kernel into a new array.
-fn map_image<'py, F>(py: Python<'py>, image: &Bound<'py, PyAny>, kernel: F) -> PyResult<Bound<'py, PyArrayDyn<u8>>>
+/// Checks the caller's output array against the input.
+fn check_out<'py>(arg: &ImageArg<'py>, out: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    let typed = out
+        .cast::<PyArrayDyn<u8>>()
+        .map_err(|_| PyTypeError::new_err("out must be a numpy.ndarray of dtype uint8"))?
+        .clone();
+    if typed.shape() != arg.array.shape() {
+        return Err(PyValueError::new_err(format!(
+            "out has shape {:?}, the image has {:?}",
+            typed.shape(),
+            arg.array.shape()
+        )));
+    }
+    if !typed.is_c_contiguous() {
+        return Err(PyValueError::new_err("out must be C-contiguous"));
+    }
+    let src = arg.data().as_ptr_range();
+    let dst_start = typed.data() as *const u8;
+    let dst = dst_start..dst_start.wrapping_add(src.end as usize - src.start as usize);
+    if dst.start < src.end && src.start < dst.end {
+        return Err(PyValueError::new_err("out must not share memory with the image"));
+    }
+    Ok(typed)
+}
+
+/// Runs a source-to-destination kernel into `out`, or into a new array.
+fn map_image<'py, F>(
+    py: Python<'py>,
+    image: &Bound<'py, PyAny>,
+    out: Option<&Bound<'py, PyAny>>,
+    kernel: F,
+) -> PyResult<Bound<'py, PyArrayDyn<u8>>>
 where
     F: FnOnce(ImageRef, &mut [u8]) -> veil_core::Result<()> + Send,
 {
     let arg = ImageArg::extract(image)?;
-    let out = arg.new_out(py);
+    let out = match out {
+        Some(o) => check_out(&arg, o)?,
+        None => arg.new_out(py),
+    };
     {
         let mut rw = out.readwrite();
         let dst = rw.as_slice_mut().expect("fresh array is contiguous");
@@ -42,21 +76,33 @@ where
 }
 
 #[pyfunction]
-#[pyo3(signature = (image, sigma_px, threads=None))]
-fn gaussian_blur<'py>(py: Python<'py>, image: &Bound<'py, PyAny>, sigma_px: f64, threads: Option<i64>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+#[pyo3(signature = (image, sigma_px, threads=None, out=None))]
+fn gaussian_blur<'py>(
+    py: Python<'py>,
+    image: &Bound<'py, PyAny>,
+    sigma_px: f64,
+    threads: Option<i64>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
     let t = self::threads(threads)?;
-    map_image(py, image, |src, dst| blur::gaussian_blur(src, dst, sigma_px, t))
+    map_image(py, image, out, |src, dst| blur::gaussian_blur(src, dst, sigma_px, t))
 }
 
 #[pyfunction]
-#[pyo3(signature = (image, radius_px, threads=None))]
-fn box_blur<'py>(py: Python<'py>, image: &Bound<'py, PyAny>, radius_px: i64, threads: Option<i64>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+#[pyo3(signature = (image, radius_px, threads=None, out=None))]
+fn box_blur<'py>(
+    py: Python<'py>,
+    image: &Bound<'py, PyAny>,
+    radius_px: i64,
+    threads: Option<i64>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
     let (r, t) = (non_negative("radius_px", radius_px)?, self::threads(threads)?);
-    map_image(py, image, |src, dst| blur::box_blur(src, dst, r, t))
+    map_image(py, image, out, |src, dst| blur::box_blur(src, dst, r, t))
 }
 
 #[pyfunction]
-#[pyo3(signature = (image, block_px, origin_x=0, origin_y=0, threads=None))]
+#[pyo3(signature = (image, block_px, origin_x=0, origin_y=0, threads=None, out=None))]
 fn pixelate<'py>(
     py: Python<'py>,
     image: &Bound<'py, PyAny>,
@@ -64,9 +110,10 @@ fn pixelate<'py>(
     origin_x: i64,
     origin_y: i64,
     threads: Option<i64>,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
     let (b, t) = (non_negative("block_px", block_px)?, self::threads(threads)?);
-    map_image(py, image, |src, dst| core_pixelate::pixelate(src, dst, b, origin_x, origin_y, t))
+    map_image(py, image, out, |src, dst| core_pixelate::pixelate(src, dst, b, origin_x, origin_y, t))
 }
 
 fn parse_method(
