@@ -40,8 +40,8 @@ Sets (``--only``, comma-separated):
 
 Run: ``.venv/bin/python benches/bench_recall.py [--quick] [--limit N]
 [--limit12 N] [--only native,12mp,other] [--tools veil,no-tiles,deface]``.
-``--quick``: 60 WIDER photos at native size and 12 at 12 MP (about 10
-minutes on a busy 2-core machine). Exits 0 with a message when the shared
+``--quick``: 60 WIDER photos at native size and 12 at 12 MP (about 4
+CPU-minutes in all; wall time grows with the machine's load). Exits 0 with a message when the shared
 photos are absent.
 """
 

@@ -466,8 +466,8 @@ def run_12mp(net, entries, args):
             small = bilinear(rgb, rw, rh)
             f, dt, hm = net.faces(small, w / rw, h / rh)
             p[key] = (f, dt)
+            p["_hm" if key == "s1" else "_hm2"] = (hm, w / rw / 4, h / rh / 4)  # heatmap cell -> photo px
             if key == "s1":
-                p["_hm"] = (hm, w / rw / 4, h / rh / 4)  # heatmap cell -> photo px
                 p["flip"] = flip_pass(net, small, w / rw, h / rh)
         shrink = min(1.0, CAP / max(h, w))
         overlap = int(min(TILE_MAX // 2, max(TILE_OVERLAP, 2 * MIN_FACE_SHRUNK / shrink)))
@@ -480,10 +480,10 @@ def run_12mp(net, entries, args):
     return cache
 
 
-def gated_tiles(p, hm_t, margin_cells=2):
+def gated_tiles(p, hm_t, margin_cells=2, key="_hm"):
     """The tiles in which the shrunk pass's heatmap reaches ``hm_t`` anywhere
     (each cell grown by ``margin_cells``)."""
-    hm, cx, cy = p["_hm"]
+    hm, cx, cy = p[key]
     ys, xs = np.nonzero(hm >= hm_t)
     kept = []
     for t in p["_tiles"]:
@@ -537,6 +537,21 @@ def plans_12mp():
         return merge_multiscale(base, at(p["s2"][0], 0.2), 256), p["s1"][1] + p["s2"][1] + p["flip"][1]
 
     plans.append(("1024 + flip + 2048 (<= 256)", flip_ms))
+
+    def flip_all(p, w, h):
+        return [at(p["s1"][0], 0.2), at(p["flip"][0], 0.2), at(p["s2"][0], 0.2)], \
+            p["s1"][1] + p["s2"][1] + p["flip"][1]
+
+    plans.append(("1024 + flip + 2048 (all)", flip_all))
+    for t2 in (0.3,):
+        plans.append((f"1024 + flip + 2048 (all, 2048 at {t2})", lambda p, w, h, t2=t2: (
+            [at(p["s1"][0], 0.2), at(p["flip"][0], 0.2), at(p["s2"][0], t2)], p["s1"][1] + p["s2"][1] + p["flip"][1])))
+    for hm_t in (0.05, 0.1, 0.2):
+        def full(p, w, h, hm_t=hm_t):
+            parts, c = today(p, w, h, keep_small=True, tiles=gated_tiles(p, hm_t, key="_hm2"))
+            return parts + [at(p["flip"][0], 0.2), at(p["s2"][0], 0.2)], c + p["s2"][1] + p["flip"][1]
+
+        plans.append((f"1024+flip+2048 + tiles gated by 2048 hm>={hm_t}", full))
     return plans
 
 

@@ -84,7 +84,9 @@ def main(argv=None) -> int:
 
         # The model is opset 9; per-channel DequantizeLinear (its ``axis``) needs opset 13.
         up = Path(tmp) / "opset13.onnx"
-        onnx.save(version_converter.convert_version(onnx.load(str(src)), 13), str(up))
+        converted = version_converter.convert_version(onnx.load(str(src)), 13)
+        converted.ir_version = 7  # opset 13 needs IR version 7; the converter keeps the old 4
+        onnx.save(converted, str(up))
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(up), str(pre), skip_symbolic_shape=True)
         quantize_static(
