@@ -420,6 +420,23 @@ def native_plans(args):
 
         plans.append((f"s1@0.2 + (flip,{key}: >=0.5 or 2 agree)", cons_keep))
     if args.rotations:
+        for best in (0.7, 0.8, 0.9):
+            def cond1024(p, w, h, best=best):
+                parts, c = veil_today(p, w, h, 0.2)
+                extra, c2 = best_rot(p, 0.2, best)
+                return parts + extra[1:], c + c2 - p["s1"][1]
+
+            plans.append((f"today + r* 1024 t=0.2 if best < {best}", cond1024))
+        for key in [f"s{f:g}" for f in args.factors][-1:]:
+            for rt in (0.3, 0.5):
+                def whole(p, w, h, key=key, rt=rt):
+                    passes = [p["s1"][0], p["flip"][0], p[key][0]]
+                    rots = [at(p[f"r{a}"][0], rt) for a in (90, 180, 270)]
+                    cost = p["s1"][1] + p["flip"][1] + p[key][1] + sum(p[f"r{a}"][1] for a in (90, 180, 270))
+                    return consensus(passes, passes, 0.3, 0.2) + rots, cost
+
+                plans.append((f"s1+flip+{key} consensus + r* (1024) at {rt}", whole))
+
         def orient(p, w, h):
             parts, c, _ = oriented(p)
             base, c0 = veil_today(p, w, h, 0.2)
@@ -608,6 +625,8 @@ def rotwider_plans():
             plans.append((f"s1 + r* on {label} copy at t={t}", rot))
     for best in (0.6, 0.8, 0.9):
         plans.append((f"s1; r* 512 t=0.5 if best < {best}", lambda p, w, h, best=best: best_rot(p, 0.5, best, "s")))
+    for best in (0.7, 0.8, 0.9):
+        plans.append((f"s1; r* 1024 t=0.2 if best < {best}", lambda p, w, h, best=best: best_rot(p, 0.2, best)))
     plans.append(("orientation vote (r* 1024; winner 0.2, rest 0.5)", lambda p, w, h: oriented(p)[:2]))
     plans.append(("orientation vote on 512 copies, winner at 1024",
                   lambda p, w, h: vote_small_then_full(p)))
