@@ -41,7 +41,7 @@ veil's, with onnx and onnxruntime: without both, deface silently falls back
 to OpenCV's slower DNN backend, and the comparison would flatter veil::
 
     python -m venv .venv-bench
-    .venv-bench/bin/pip install deface==1.5.0 onnx onnxruntime
+    .venv-bench/bin/pip install -r benches/requirements-bench.txt
 
 Run: ``python benches/bench_pipeline.py [--deface PATH] [--repeat N]``
 (skips cleanly when ``../shared/data/faces`` is absent).
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         return 0
     deface = find_deface(args.deface)
     if deface is None:
-        print("deface not found: python -m venv .venv-bench && .venv-bench/bin/pip install deface==1.5.0")
+        print("deface not found: python -m venv .venv-bench && .venv-bench/bin/pip install -r benches/requirements-bench.txt")
         return 1
 
 

