@@ -220,6 +220,24 @@ INPUT_SMOOTH_FRACTION = 0.01
 #: of it): what is left is a change of brightness.
 CHROMA_FRACTION = 0.25
 
+#: Contrast masking (``veil._veil.masking_map``): each pixel's bound is the
+#: mode's L-infinity bound times a map that is :data:`MASKING_FLOOR` on flat
+#: areas and 1 where the local luminance standard deviation reaches
+#: :data:`MASKING_REFERENCE` levels, in a Gaussian window of
+#: :data:`MASKING_SIGMA_CROP_PX` pixels of the 224 px crop. ``MASKING_FLOOR
+#: = 1`` switches it off (a uniform bound).
+MASKING_FLOOR = 1.0
+MASKING_REFERENCE = 8.0
+MASKING_SIGMA_CROP_PX = 2.0
+
+#: The optimizer: ``"adam"`` (Adam on theta), or ``"mi"`` (momentum
+#: iterative FGSM, Dong et al. CVPR 2018: the L1-normalised gradient
+#: accumulated with decay :data:`MI_DECAY`, a signed step of
+#: ``MI_STEP * linf / steps``).
+OPTIMIZER = "adam"
+MI_DECAY = 1.0
+MI_STEP = 2.5
+
 ProgressCallback = Callable[[int, int, int], None]
 
 
@@ -476,6 +494,7 @@ class _Setup:
     maps: List[np.ndarray]  # per model: working region -> crop
     long_side: int
     smooth_px: float  # of the perturbation, in working pixels
+    work_px_per_crop_px: float  # working pixels per pixel of a 224 px crop
 
 
 def _setup(rgb: np.ndarray, landmarks: np.ndarray, recs: Sequence[_Recognizer], smooth_px: Optional[float]) -> _Setup:
@@ -506,7 +525,7 @@ def _setup(rgb: np.ndarray, landmarks: np.ndarray, recs: Sequence[_Recognizer], 
         original = np.ascontiguousarray(crop)
         to_region = np.eye(2, 3)
     maps = [_compose(m, _compose(shift, to_region)) for m in photo_maps]
-    return _Setup(region, work, original, maps, max(h, w), float(smooth_px))
+    return _Setup(region, work, original, maps, max(h, w), float(smooth_px), float(spp * work))
 
 
 #: Alignment jitter: the recognizer that matters finds its own landmarks on
@@ -577,6 +596,13 @@ def _cloak_face(
     theta = np.zeros_like(x)
     m1, v1 = np.zeros_like(x), np.zeros_like(x)
     lr = np.float32(mode.linf / 8.0)
+    mi_step = np.float32(MI_STEP * mode.linf / steps)
+    # The per-pixel bound: uniform, or shaped by contrast masking.
+    bound = None
+    if MASKING_FLOOR < 1.0:
+        sigma = max(0.5, MASKING_SIGMA_CROP_PX * st.work_px_per_crop_px)
+        bound = _veil.masking_map(x, sigma, MASKING_REFERENCE, MASKING_FLOOR) * np.float32(mode.linf)
+        bound = np.ascontiguousarray(bound, dtype=np.float32)
     r_msg = min(1.0, MESSENGER_LONG_SIDE_PX / st.long_side) / st.work_scale
     for step in range(1, steps + 1):
         delta = _veil.gaussian_f32(theta, smooth_px)
@@ -609,13 +635,21 @@ def _cloak_face(
         # JPEG: straight-through; resize: its adjoint.
         grad_y = _veil.warp_affine_adjoint(grad_seen, down, ww, hh) if down is not None else grad_seen
         grad_theta = _veil.gaussian_f32(np.ascontiguousarray(grad_y), smooth_px, adjoint=True)
-        _veil.adam_step(theta, grad_theta, m1, v1, step, lr)
+        if OPTIMIZER == "mi":
+            m1 *= np.float32(MI_DECAY)
+            m1 += grad_theta / np.float32(max(float(np.abs(grad_theta).mean()), 1e-12))
+            _veil.signed_step(theta, m1, mi_step)
+        else:
+            _veil.adam_step(theta, grad_theta, m1, v1, step, lr)
         if CHROMA_FRACTION < 1.0:
             # Mostly a change of brightness: colour changes over smooth skin
             # show as tinted blotches long before brightness changes show.
             grey = theta.mean(axis=2, keepdims=True)
             theta[...] = grey + np.float32(CHROMA_FRACTION) * (theta - grey)
-        _veil.project_perturbation(theta, x, np.float32(mode.linf))
+        if bound is None:
+            _veil.project_perturbation(theta, x, np.float32(mode.linf))
+        else:
+            _veil.project_perturbation_map(theta, x, bound)
         # Perceptual budget: scale back toward the SSIM floor when under it
         # (every other step: it costs about as much as a model; the final
         # check below makes the floor exact).
@@ -628,6 +662,10 @@ def _cloak_face(
             progress(step, steps)
 
     delta = _veil.gaussian_f32(theta, smooth_px)
+    if bound is not None:
+        # Smoothing theta can carry a little of it past a lower bound nearby:
+        # the delta itself is held to the map.
+        _veil.project_perturbation_map(delta, x, bound)
     x0, y0, x1, y1 = st.region
     full = rgb[y0:y1, x0:x1]
     if st.work_scale < 1.0:
