@@ -228,8 +228,8 @@ CHROMA_FRACTION = 0.25
 #: :data:`MASKING_REFERENCE` levels, in a Gaussian window of
 #: :data:`MASKING_SIGMA_CROP_PX` pixels of the 224 px crop. ``MASKING_FLOOR
 #: = 1`` switches it off (a uniform bound).
-MASKING_FLOOR = 1.0
-MASKING_REFERENCE = 8.0
+MASKING_FLOOR = 0.2
+MASKING_REFERENCE = 16.0
 MASKING_SIGMA_CROP_PX = 2.0
 
 #: The optimizer: ``"adam"`` (Adam on theta), or ``"mi"`` (momentum
