@@ -79,6 +79,15 @@ How one face is cloaked
       Targeted: that minus the cosine similarity to the decoy's embedding.
     * **Optimizer.** Adam (learning rate ``linf / 8`` levels) on ``theta``,
       projected onto the L-infinity ball each step, in Rust.
+    * **Contrast masking.** The L-infinity bound is not uniform: each pixel
+      may change by the mode's bound times a map computed in the Rust core
+      (``veil._veil.masking_map``) from the local luminance contrast of the
+      original, :data:`MASKING_FLOOR` on flat areas (smooth skin, clear or
+      out-of-focus backgrounds, where the eye sees a change first) rising
+      to 1 in texture, edges and hair (contrast masking, Legge & Foley
+      1980). The map is itself smooth, so the bound never draws an
+      outline. Each step projects onto it, and the final perturbation is
+      held to it exactly.
     * **Perceptual budget.** SSIM of the face region against the original
       (Wang et al. 2004, as Fawkes' DSSIM budget). Whenever it falls under
       the mode's floor, the perturbation is scaled down toward it (for small
@@ -104,17 +113,15 @@ Modes (:data:`MODES`)
     footprint plus a margin); the whole photo's SSIM is higher. In ``mid``
     the L-inf bound binds on most faces (mean face-region SSIM 0.97 on the
     deepface photos), the floor on flat, low-contrast ones. A step costs
-    one recognizer gradient (0.1-0.2 s on two cores); ``mid`` took 5-8 s
-    per face on two cores, detection included (``benches/bench_cloak.py``).
+    one recognizer gradient (0.06-0.2 s on two cores). Measured protection,
+    quality and seconds per face: the README's Cloaking section
+    (``benches/bench_cloak.py``).
 
-    Visibility, honestly: the budgets were set by measured protection
-    against recognizers the cloak never saw, and protection needs a
-    perturbation that can be seen. ``low`` is hard to see but protects
-    little against them; ``mid`` and ``high`` show, next to the original, as
-    uneven shading on smooth skin (like uneven make-up or light), more so in
-    ``high``. On the deepface pairs, an L-inf bound of 16 levels (40 steps)
-    protected 61% of pairs against MobileFace and 8% against dlib; 24 (60
-    steps) 70% and 47%; 32 (100 steps) 87% and 79%.
+    Visibility, honestly: protection against recognizers the cloak never
+    saw needs a perturbation that can be seen. Without the masking map,
+    ``mid`` and ``high`` showed, next to the original, as uneven shading on
+    smooth skin and swirls in smooth backgrounds; the map puts most of the
+    change into texture and edges, but at a cost in protection (README).
 
 The ensemble
     ``faceres`` and ``faceres-deep`` (HSE face recognition, MobileNet, 224 px)
