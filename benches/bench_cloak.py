@@ -5,12 +5,13 @@ compared with the other, clean photo of that person, by every recognizer
 separately:
 
 * the ensemble members the cloak optimised against (``veil.cloak.ENSEMBLE``:
-  ``faceres``, ``faceres-deep``): white-box, an upper bound, not the claim;
-* recognizers the cloak never saw: ``mobileface`` (an ONNX model in
-  ``benches/models``, never part of the ensemble) and, when the evaluation
-  environment is there, **native dlib** (``dlib_face_recognition_resnet_model_v1``
-  via PyPI ``dlib-bin`` + ``face-recognition-models``; ``scripts/setup_eval_env.sh``),
-  each with its own detector and alignment.
+  ``faceres``, ``faceres-deep``, ``mobileface``; or ``--ensemble``):
+  white-box, an upper bound, not the claim;
+* the recognizers the cloak never saw: every ONNX judge left out of the
+  ensemble and, when the evaluation environment is there, **native dlib**
+  (``dlib_face_recognition_resnet_model_v1`` via PyPI ``dlib-bin`` +
+  ``face-recognition-models``; ``scripts/setup_eval_env.sh``), each with its
+  own detector and alignment. dlib never computes a cloak.
 
 Definitions
     * A pair *matches* when its similarity is at or above the recognizer's
@@ -32,6 +33,18 @@ Definitions
       on the long side when larger, else to 0.5x (so that the small photos
       here are resized too), then JPEG quality 75 (Pillow). The gallery
       photo stays clean.
+    * **attackers**: one re-detects the face on the photo it is given (the
+      cloaked one; dlib with its HOG detector and 5-point predictor, the
+      ONNX judges with CenterFace), one reuses the landmarks it found on the
+      clean photo (for the messenger copy: on the clean photo's messenger
+      copy).
+    * **gallery** (Fawkes' threat model): the cloaked photos, labelled with
+      their person, are the attacker's gallery; the other photos of those
+      people, clean, are the probes; top-1 identification rate (the best
+      gallery match is the right person), clean gallery against cloaked
+      gallery, as cloaked and after the messenger (probes through it too).
+      Identities: connected components of the same-person pairs (deepface),
+      or the file name before ``_N`` (``--folder``).
     * SSIM/PSNR: of each cloaked photo against its original, whole photo,
       and ``ssim face``: over the face region the cloak changed (the
       region SSIM the mode's floor applies to).
@@ -45,7 +58,9 @@ last ``_N``; every same-identity pair, cloaking the first). Without the data
 the bench says so and exits 0. Without dlib it reports the rest.
 
 Run (with dlib):  ``.venv-eval/bin/python benches/bench_cloak.py --modes mid``
-Quick:            ``.venv/bin/python benches/bench_cloak.py --limit 4 --modes low``
+Quick:            ``.venv-eval/bin/python benches/bench_cloak.py --limit 8 --modes mid``
+Exploring:        ``--ensemble a,b``, ``--set MASKING_FLOOR=0.35``, ``--linf 32``
+                  (a veil.cloak constant, or the modes' bound, for one run)
 """
 
 from __future__ import annotations
