@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     ap.add_argument("photos", nargs="+", help="file names in shared/data/faces/deepface")
     ap.add_argument("--size", type=int, default=300, help="crop side in pixels (default 300)")
     ap.add_argument("--out", type=Path, default=REPO / "docs")
+    ap.add_argument("--columns", default=",".join(MODES),
+                    help="the saved versions to show after the original, by file suffix (default low,mid,high)")
     args = ap.parse_args(argv)
     from veil.detect import detect_faces
     from veil.io import load_image
@@ -35,7 +37,8 @@ def main(argv=None) -> int:
     for name in args.photos:
         rgb = np.ascontiguousarray(load_image(str(DATA / name)).pixels[:, :, :3])
         stem = Path(name).stem
-        versions = [rgb] + [np.asarray(Image.open(args.saved / f"{stem}.{m}.png").convert("RGB")) for m in MODES]
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+        versions = [rgb] + [np.asarray(Image.open(args.saved / f"{stem}.{m}.png").convert("RGB")) for m in columns]
         face = detect_faces(rgb)[0]
         l, t, r, b = face.box
         # Centred on the face, reaching past its side into the background.
@@ -44,9 +47,10 @@ def main(argv=None) -> int:
         x0 = int(np.clip(cx - side / 2, 0, rgb.shape[1] - side))
         y0 = int(np.clip(cy - side / 2, 0, rgb.shape[0] - side))
         gap, label_h = 6, 18
-        sheet = Image.new("RGB", (4 * side + 3 * gap, side + label_h), "white")
+        n = len(versions)
+        sheet = Image.new("RGB", (n * side + (n - 1) * gap, side + label_h), "white")
         draw = ImageDraw.Draw(sheet)
-        for i, (label, v) in enumerate(zip(("original",) + MODES, versions)):
+        for i, (label, v) in enumerate(zip(["original"] + columns, versions)):
             sheet.paste(Image.fromarray(v[y0:y0 + side, x0:x0 + side]), (i * (side + gap), label_h))
             draw.text((i * (side + gap) + 4, 3), label, fill="black")
         args.out.mkdir(parents=True, exist_ok=True)
