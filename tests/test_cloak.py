@@ -513,3 +513,26 @@ def test_faceres_deep_gradient_graph_agrees_with_forward_and_finite_differences(
 
     fd = (cos(x + eps * v) - cos(x - eps * v)) / (2 * eps)
     assert _rel(float((g.astype(np.float64) * v).sum()), fd) < 1e-2
+
+
+def test_masked_cloak_stays_within_the_masking_bound(portrait, monkeypatch):
+    """With the contrast-masking map on, every pixel's change stays within
+    its own bound (the mode's bound times the map of the original)."""
+    from veil.detect import detect_faces
+
+    monkeypatch.setattr(cloak_mod, "MASKING_FLOOR", 0.2)
+    rgb = np.ascontiguousarray(portrait[:, :, :3])
+    face = detect_faces(rgb)[0]
+    out, report = cloak_mod.cloak_with_report(rgb, mode="mid", faces=[face], steps=4, seed=1)
+    recs = [cloak_mod._recognizer(n) for n in cloak_mod.ENSEMBLE]
+    st = cloak_mod._setup(rgb, np.asarray(face.landmarks, dtype=np.float64), recs, None)
+    assert st.work_scale == 1.0 and report.faces[0].region == st.region
+    sigma = max(0.5, cloak_mod.MASKING_SIGMA_CROP_PX * st.work_px_per_crop_px)
+    bound = _veil.masking_map(st.original, sigma, cloak_mod.MASKING_REFERENCE, 0.2) * cloak_mod.MODES["mid"].linf
+    x0, y0, x1, y1 = st.region
+    change = np.abs(out[y0:y1, x0:x1].astype(np.float32) - st.original).max(axis=2)
+    assert change.max() > 0 and report.faces[0].ssim >= cloak_mod.MODES["mid"].ssim_floor
+    # Within the map, up to the final rounding to 8 bits.
+    assert np.all(change <= bound + 0.5 + 1e-3)
+    # And the flat parts moved less than the full bound allows.
+    assert bound.min() < 0.3 * cloak_mod.MODES["mid"].linf
