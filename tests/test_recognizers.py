@@ -24,12 +24,12 @@ ort = pytest.importorskip("onnxruntime")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(REPO, "python", "veil", "models", "recognizers")
-BENCH = os.path.join(REPO, "benches", "models")
 FIXTURES = os.path.join(REPO, "tests", "data", "recognizers")
 TOOLS = os.path.join(REPO, "tools", "recognizers")
 
-MODELS = {"mobilefacenet": SHIPPED, "faceres": SHIPPED, "mobileface": BENCH}
-ENSEMBLE = ["mobilefacenet", "faceres"]
+MODELS = {"mobilefacenet": SHIPPED, "faceres": SHIPPED, "mobileface": SHIPPED}
+# The models with a gradient graph checked here (faceres-deep has no TF.js fixture).
+ENSEMBLE = ["mobilefacenet", "faceres", "mobileface"]
 
 
 def _session(path_or_bytes):
@@ -106,7 +106,7 @@ def test_gradient_graph_agrees_with_forward(name, sessions, grad_sessions):
 # Per-pixel step in 0..255 pixel units: small enough to rarely cross a ReLU
 # kink, large enough that the loss change is well above float32 rounding
 # (MobileFaceNet takes pixel/128, so its steps are 128x smaller in its input).
-PIXEL_EPS = {"mobilefacenet": 1.0, "faceres": 0.05}
+PIXEL_EPS = {"mobilefacenet": 1.0, "faceres": 0.05, "mobileface": 0.05}
 
 
 @pytest.mark.parametrize("name", ENSEMBLE)
@@ -221,6 +221,42 @@ def test_backward_rules_on_synthetic_graph():
 
     eps = 1e-3  # small: random directions cross ReLU kinks at larger steps
     for _ in range(6):
+        v = rng.standard_normal(x.shape).astype(np.float32)
+        fd = (loss(x + eps * v) - loss(x - eps * v)) / (2 * eps)
+        an = float((grad * v).sum())
+        assert abs(fd - an) <= 1e-2 * max(abs(an), 1e-3), (fd, an)
+
+
+def test_feature_level_graph_cuts_at_the_tensor_and_differentiates():
+    """``make_gradient_graph.feature_model``: the loss on an intermediate
+    tensor (flattened), for feature-level cloaking losses."""
+    onnx = pytest.importorskip("onnx")
+    sys.path.insert(0, TOOLS)
+    try:
+        from make_gradient_graph import feature_model, make_gradient_graph
+    finally:
+        sys.path.remove(TOOLS)
+    full = _synthetic_model()
+    cut = feature_model(full, "a2")
+    assert all("a3" not in n.output for n in cut.graph.node)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 4, (1, 3, 14, 14)).astype(np.float32)
+    # The feature equals the full model's intermediate tensor, flattened.
+    probe = onnx.ModelProto()
+    probe.CopyFrom(full)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info("a2", onnx.TensorProto.FLOAT, None))
+    a2 = _session(probe.SerializeToString()).run(["a2"], {"image": x})[0]
+    feat = _session(cut.SerializeToString()).run(["embedding"], {"image": x})[0]
+    assert feat.shape == (1, a2.size) and np.allclose(feat, a2.reshape(1, -1), atol=1e-6)
+    sess = _session(make_gradient_graph(cut).SerializeToString())
+    target = _unit(rng.standard_normal((1, a2.size)))
+    _, grad = sess.run(["loss", "grad"], {"image": x, "target": target})
+
+    def loss(z):
+        return float(sess.run(["loss"], {"image": z.astype(np.float32), "target": target})[0][0])
+
+    eps = 1e-3
+    for _ in range(4):
         v = rng.standard_normal(x.shape).astype(np.float32)
         fd = (loss(x + eps * v) - loss(x - eps * v)) / (2 * eps)
         an = float((grad * v).sum())

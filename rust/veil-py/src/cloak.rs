@@ -197,6 +197,44 @@ fn project_perturbation(py: Python<'_>, mut delta: PyReadwriteArrayDyn<'_, f32>,
     detached(py, || cloak::project(d, o, linf))
 }
 
+/// masking_map(image, sigma_px, reference, floor) -> float32 H x W
+///
+/// The contrast-masking map: per pixel, the share (floor..1) of the
+/// L-infinity budget it may take, from the local luminance contrast.
+#[pyfunction]
+fn masking_map<'py>(py: Python<'py>, image: PyReadonlyArrayDyn<'py, f32>, sigma_px: f64, reference: f32, floor: f32) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let (h, w, c) = image_shape("image", image.shape())?;
+    let src = slice("image", &image)?;
+    let out = detached(py, || cloak::masking_map(src, w, h, c, sigma_px, reference, floor))?;
+    image_out(py, out, h, w, 1, true)
+}
+
+/// project_perturbation_map(delta, original, bound): clamp `delta` to
+/// [-bound, bound] per pixel (bound: H x W) and `original + delta` to [0, 255], in place.
+#[pyfunction]
+fn project_perturbation_map(
+    py: Python<'_>,
+    mut delta: PyReadwriteArrayDyn<'_, f32>,
+    original: PyReadonlyArrayDyn<'_, f32>,
+    bound: PyReadonlyArrayDyn<'_, f32>,
+) -> PyResult<()> {
+    let (h, w, c) = image_shape("delta", delta.shape())?;
+    if original.shape() != delta.shape() {
+        return Err(PyValueError::new_err(format!(
+            "original and delta must have the same shape, got {:?} and {:?}",
+            original.shape(),
+            delta.shape()
+        )));
+    }
+    if bound.shape() != [h, w] {
+        return Err(PyValueError::new_err(format!("bound must have shape {:?}, got {:?}", [h, w], bound.shape())));
+    }
+    let o = slice("original", &original)?;
+    let b = slice("bound", &bound)?;
+    let d = rw_slice("delta", &mut delta)?;
+    detached(py, || cloak::project_map(d, o, b, c))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(similarity_transform, m)?)?;
     m.add_function(wrap_pyfunction!(warp_affine, m)?)?;
@@ -207,5 +245,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(adam_step, m)?)?;
     m.add_function(wrap_pyfunction!(signed_step, m)?)?;
     m.add_function(wrap_pyfunction!(project_perturbation, m)?)?;
+    m.add_function(wrap_pyfunction!(masking_map, m)?)?;
+    m.add_function(wrap_pyfunction!(project_perturbation_map, m)?)?;
     Ok(())
 }

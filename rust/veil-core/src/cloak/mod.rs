@@ -14,6 +14,9 @@
 //!   LowKey input smoothing, and smoothing of the perturbation).
 //! * [`ssim`]: SSIM (Wang et al. 2004) and its gradient, the perceptual
 //!   budget (DSSIM = (1 - SSIM) / 2, as Fawkes defines it).
+//! * [`masking`]: a contrast-masking map (local luminance contrast -> the
+//!   share of the L-infinity budget each pixel may take), and the per-pixel
+//!   projection onto it.
 //! * [`optim`]: Adam and signed-gradient steps, and the projection onto the
 //!   L-infinity ball and the valid pixel range.
 //!
@@ -22,12 +25,14 @@
 //! inputs give bit-identical outputs on every machine with IEEE `f32`.
 
 pub mod align;
+pub mod masking;
 pub mod optim;
 pub mod smooth;
 pub mod ssim;
 pub mod warp;
 
 pub use align::{invert_affine, similarity_transform, Affine};
+pub use masking::{masking_map, project_map};
 pub use optim::{adam_step, project, signed_step, Adam};
 pub use smooth::{gaussian_f32, gaussian_f32_adjoint};
 pub use ssim::{ssim, ssim_with_gradient};

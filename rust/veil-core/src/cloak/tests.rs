@@ -237,3 +237,40 @@ proptest! {
         prop_assert!(ssim(&x, &y[1..], w, h, c).is_err());
     }
 }
+
+#[test]
+fn masking_map_is_low_on_flat_and_high_on_texture() {
+    // Left half flat grey, right half a checkerboard of +-40 levels.
+    let (w, h) = (64usize, 32usize);
+    let mut img = vec![0.0f32; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let v = if x < w / 2 { 128.0 } else if (x + y) % 2 == 0 { 168.0 } else { 88.0 };
+            img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[v, v, v]);
+        }
+    }
+    let m = masking_map(&img, w, h, 3, 2.0, 12.0, 0.25).unwrap();
+    assert_eq!(m.len(), w * h);
+    assert!(m.iter().all(|v| (0.25..=1.0).contains(v)));
+    let at = |x: usize, y: usize| m[y * w + x];
+    assert!((at(2, 16) - 0.25).abs() < 1e-3, "flat: {}", at(2, 16));
+    assert!(at(60, 16) > 0.99, "texture: {}", at(60, 16));
+    // The bound changes gradually across the border, never in one step.
+    for x in 1..w {
+        assert!((at(x, 16) - at(x - 1, 16)).abs() < 0.3);
+    }
+    assert!(masking_map(&img, w, h, 3, 2.0, 0.0, 0.25).is_err());
+    assert!(masking_map(&img, w, h, 3, 2.0, 12.0, 1.5).is_err());
+    assert!(masking_map(&img[1..], w, h, 3, 2.0, 12.0, 0.25).is_err());
+}
+
+#[test]
+fn project_map_clamps_per_pixel() {
+    let original = vec![250.0f32, 10.0, 100.0, 100.0, 100.0, 100.0];
+    let mut delta = vec![20.0f32, -20.0, 20.0, -20.0, 20.0, f32::NAN];
+    project_map(&mut delta, &original, &[8.0, 3.0], 3).unwrap();
+    assert_eq!(delta[..3], [5.0, -8.0, 8.0]);
+    assert_eq!(delta[3..], [-3.0, 3.0, 0.0]);
+    assert!(project_map(&mut delta, &original, &[8.0], 3).is_err());
+    assert!(project_map(&mut delta, &original, &[8.0, -1.0], 3).is_err());
+}
