@@ -54,21 +54,6 @@ cp "$wasm" "$dist/veil_wasm.wasm"
 cp "$model" "$dist/models/centerface.onnx"
 # ort.wasm.min.mjs (CPU/wasm backend only) loads this pair at run time.
 cp "$ort_dir/ort.wasm.min.mjs" "$ort_dir/ort-wasm-simd-threaded.mjs" "$ort_dir/ort-wasm-simd-threaded.wasm" "$dist/ort/"
-# Detection settings: read from python/veil/detect.py, so the page searches
-# photos exactly as `veil detect` does (web/src/detector.js mirrors the passes).
-python3 - python/veil/detect.py "$dist/detect-params.json" <<'PY'
-import json, re, sys
-names = ["DEFAULT_THRESHOLD", "DEFAULT_MAX_SIDE_PX", "TILE_MAX_PX", "INPUT_MULTIPLE_PX", "TILE_OVERLAP_PX",
-         "MIN_FACE_SHRUNK_PX", "NMS_IOU_THRESHOLD"]
-source = open(sys.argv[1], encoding="utf-8").read()
-params = {}
-for name in names:
-    m = re.search(rf"^{name}\s*=\s*([0-9.]+)\s*$", source, re.M)
-    if not m:
-        sys.exit(f"build_web: {name} not found in {sys.argv[1]}: update web/src/detector.js and this script")
-    params[name] = float(m.group(1)) if "." in m.group(1) else int(m.group(1))
-json.dump(params, open(sys.argv[2], "w"), indent=2)
-PY
 ort_version=$(node -p "require('./web/node_modules/onnxruntime-web/package.json').version")
 cat > "$dist/build.json" <<JSON
 {

@@ -118,24 +118,51 @@ def test_nms_edge_cases():
         _veil.non_max_suppression(np.zeros((3, 14), np.float32), 0.3)
 
 
-# --- tiling geometry ----------------------------------------------------
+# --- the search driver and its resize -----------------------------------
+# (Tile layout and ownership are property-tested in rust/veil-core.)
 
 
-@pytest.mark.parametrize("length", [1, 500, 1024, 2048, 2049, 3000, 4000, 12345])
-@pytest.mark.parametrize("max_tile,overlap", [(2048, 128), (2048, 1024), (640, 200), (64, 32)])
-def test_tiles_cover_the_axis_with_overlap_and_partition_ownership(length, max_tile, overlap):
-    starts, tile = vd._tile_layout(length, max_tile, overlap)
-    assert tile <= max(max_tile, length) and (tile == length or tile % 32 == 0)
-    assert starts[0] == 0 and starts[-1] + tile == max(length, tile) and starts == sorted(starts)
-    for a, b in zip(starts, starts[1:]):
-        assert a + tile - b >= overlap  # neighbours share at least the overlap
-    owned = vd._owned_ranges(starts, tile)
-    assert owned[0][0] == -np.inf and owned[-1][1] == np.inf
-    for (lo, hi), start, (next_lo, _) in zip(owned, starts, owned[1:] + [(np.inf, None)]):
-        assert hi == next_lo
-        # A face up to `overlap` px centred in the range lies inside the tile.
-        assert lo == -np.inf or lo - overlap / 2 >= start
-        assert hi == np.inf or hi + overlap / 2 <= start + tile
+@pytest.mark.parametrize(
+    "shape,size",
+    [((37, 53, 3), (20, 11)), ((300, 401, 3), (1024, 766)), ((1000, 1300, 3), (788, 606)), ((5, 7, 1), (3, 9)), ((64, 48, 3), (48, 17)), ((64, 48, 3), (96, 64))],
+)
+def test_resize_is_pillow_exact(shape, size):
+    """The core's resize gives Pillow's very pixels, so the search finds the
+    faces the Pillow-based search it was tuned with found. (The search scales
+    both axes alike; where one axis grows and the other shrinks, Pillow 13
+    may order its two passes otherwise, so that case is not claimed.)"""
+    from PIL import Image
+
+    rng = np.random.default_rng(sum(shape) + sum(size))
+    image = rng.integers(0, 256, shape, np.uint8)
+    # Smooth content too, where rounding differences would show as well.
+    image[: shape[0] // 2] = np.linspace(0, 255, shape[1], dtype=np.uint8)[None, :, None]
+    mode = {1: "L", 3: "RGB"}[shape[2]]
+    pil = Image.fromarray(image[..., 0] if shape[2] == 1 else image, mode)
+    expected = np.asarray(pil.resize(size, Image.Resampling.BILINEAR)).reshape(size[1], size[0], shape[2])
+    np.testing.assert_array_equal(_veil.resize_bilinear(image, *size), expected)
+
+
+def test_search_driver_hands_out_inputs_then_faces():
+    image = np.zeros((3000, 4000, 3), np.uint8)
+    search = _veil.FaceSearch(image, 0.2, 1024, True)
+    done, total, label = search.progress()
+    assert (done, label) == (0, "whole photo") and total > 2
+    blob = search.next_input()
+    assert blob.shape == (1, 3, 768, 1024) and blob.dtype == np.float32
+    with pytest.raises(ValueError, match="pushed"):
+        search.next_input()
+    outputs = vd._session().run(vd._OUTPUT_NAMES, {vd._INPUT_NAME: blob})
+    with pytest.raises(ValueError, match="expected"):
+        search.push_output(*[np.ascontiguousarray(o[..., :-1]) for o in outputs])
+    search.push_output(*outputs)
+    assert search.progress() == (1, total, f"tile 1 of {total - 1}")
+    with pytest.raises(ValueError, match="not over"):
+        search.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        search.progress()
+    with pytest.raises(ValueError, match="max_side_px"):
+        _veil.FaceSearch(image, 0.2, 1000, True)
 
 
 # --- the public API -------------------------------------------------------
