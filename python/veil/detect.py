@@ -22,6 +22,10 @@ passes:
    sees it whole, or to pass 1; a large face is left to pass 1, since at full
    resolution CenterFace boxes a face much larger than those it was trained
    on too small (brows to lip).
+3. **Turned copies** (``rotations=True``): the shrunk photo again, turned 90,
+   180 and 270 degrees, for photos whose pixels are turned without an EXIF
+   tag and for faces seen sideways or upside down (CenterFace finds upright
+   faces). Faces found there need a score of at least 0.5.
 """
 
 from __future__ import annotations
@@ -172,11 +176,11 @@ def _as_rgb(image: ImageLike) -> np.ndarray:
 
 
 def _detect_array(
-    rgb: np.ndarray, threshold: float, max_side_px: int, tiles: bool, session
+    rgb: np.ndarray, threshold: float, max_side_px: int, tiles: bool, session, rotations: bool = True
 ) -> np.ndarray:
     """All passes merged: an (N, 15) float32 array sorted by score. The core
     plans and merges; this loop only runs the network."""
-    search = _veil.FaceSearch(rgb, threshold, max_side_px, tiles)
+    search = _veil.FaceSearch(rgb, threshold, max_side_px, tiles, rotations)
     while (blob := search.next_input()) is not None:
         search.push_output(*session.run(_OUTPUT_NAMES, {_INPUT_NAME: blob}))
     return search.finish()
@@ -188,6 +192,7 @@ def detect_faces(
     threshold: float = DEFAULT_THRESHOLD,
     max_side_px: int = DEFAULT_MAX_SIDE_PX,
     tiles: bool = True,
+    rotations: bool = True,
     providers: Optional[Sequence[str]] = None,
 ) -> list:
     """Finds the faces in a photo.
@@ -197,7 +202,9 @@ def detect_faces(
     (lower finds more faces and more false ones). ``max_side_px``: the whole
     photo is searched shrunk to at most this longer side, and, with
     ``tiles`` and a photo larger than that, again at full resolution, in
-    tiles, for small faces (about 12 px and up).
+    tiles, for small faces (about 12 px and up). ``rotations``: search the
+    shrunk photo turned 90, 180 and 270 degrees too (faces of photos stored
+    turned, faces seen sideways).
     ``providers``: onnxruntime execution providers to use (default: the
     ``VEIL_PROVIDERS`` environment variable, comma-separated, or every
     available one, best first).
@@ -217,7 +224,7 @@ def detect_faces(
             f"got {max_side_px}"
         )
     session = _session(providers)
-    rows = _detect_array(_as_rgb(image), float(threshold), int(max_side_px), bool(tiles), session)
+    rows = _detect_array(_as_rgb(image), float(threshold), int(max_side_px), bool(tiles), session, bool(rotations))
     return [
         Face(
             box=(float(r[0]), float(r[1]), float(r[2]), float(r[3])),

@@ -5,7 +5,7 @@
 // each input the search hands out. web/src/detector.js talks to it.
 //
 // Messages in:  { type: 'init', modelUrl, wasmUrl, numThreads }
-//               { type: 'detect', id, pixels (ArrayBuffer), width, height, channels, threshold, maxSidePx, tiles }
+//               { type: 'detect', id, pixels (ArrayBuffer), width, height, channels, threshold, maxSidePx, tiles, rotations }
 //               { type: 'cancel', id }
 // Messages out: { type: 'ready', numThreads, defaults } | { type: 'failed', message }
 //               { type: 'progress', id, done, total, label }
@@ -35,12 +35,12 @@ async function init({ modelUrl, wasmUrl, numThreads }) {
   return { numThreads: ort.env.wasm.numThreads, defaults: veil.detectDefaults() };
 }
 
-async function detect({ id, pixels, width, height, channels, threshold, maxSidePx, tiles }) {
+async function detect({ id, pixels, width, height, channels, threshold, maxSidePx, tiles, rotations }) {
   if (cancelled.delete(id)) return { type: 'cancelled', id };
   const image = veil.imageFrom(new Uint8Array(pixels), width, height, channels);
   let search;
   try {
-    search = veil.faceSearch(image, { threshold, maxSidePx, tiles });
+    search = veil.faceSearch(image, { threshold, maxSidePx, tiles, rotations });
   } finally {
     image.free();
   }

@@ -50,13 +50,14 @@ export async function createDetector(veil, modelUrl, options = {}) {
 
   /**
    * Finds the faces in `image` (a WasmImage, or anything with `data`,
-   * `width`, `height` and `channels`, e.g. 4 for ImageData).
+   * `width`, `height` and `channels`, e.g. 4 for ImageData). `threshold`,
+   * `maxSidePx`, `tiles`, `rotations`: as `veil.detect.detect_faces`.
    * `onProgress(done, total, label)` is called before each network run
    * (`label` such as "tile 3 of 6"); aborting `signal` rejects with a
    * DOMException named 'AbortError'. Resolves to `{ faces, ms, passes }`,
    * faces best score first, in the photo's pixels.
    */
-  function detect(image, { threshold, maxSidePx, tiles = true, onProgress, signal } = {}) {
+  function detect(image, { threshold, maxSidePx, tiles = true, rotations = true, onProgress, signal } = {}) {
     const t0 = performance.now();
     const aborted = () => new DOMException('Face detection was cancelled.', 'AbortError');
     if (signal?.aborted) return Promise.reject(aborted());
@@ -87,7 +88,7 @@ export async function createDetector(veil, modelUrl, options = {}) {
         else reject(new Error(msg.message));
       });
       worker.postMessage(
-        { type: 'detect', id, pixels, width: image.width, height: image.height, channels, threshold, maxSidePx, tiles },
+        { type: 'detect', id, pixels, width: image.width, height: image.height, channels, threshold, maxSidePx, tiles, rotations },
         [pixels],
       );
     });

@@ -105,7 +105,7 @@ export declare class Veil {
   /** The face search's default settings (from veil-core). */
   detectDefaults(): { threshold: number; maxSidePx: number };
   /** Starts the face search of `image` (copied: it can be freed right after). */
-  faceSearch(image: WasmImage, settings?: { threshold?: number; maxSidePx?: number; tiles?: boolean }): FaceSearch;
+  faceSearch(image: WasmImage, settings?: { threshold?: number; maxSidePx?: number; tiles?: boolean; rotations?: boolean }): FaceSearch;
 }
 
 export declare function loadVeil(source?: URL | string | Response | ArrayBuffer | ArrayBufferView): Promise<Veil>;

@@ -278,15 +278,15 @@ export class Veil {
 
   /**
    * Starts the face search of `image` (copied: it can be freed right after).
-   * `settings`: `{ threshold, maxSidePx, tiles }`, each optional.
+   * `settings`: `{ threshold, maxSidePx, tiles, rotations }`, each optional.
    */
-  faceSearch(image, { threshold, maxSidePx, tiles = true } = {}) {
+  faceSearch(image, { threshold, maxSidePx, tiles = true, rotations = true } = {}) {
     const d = this.detectDefaults();
     threshold ??= d.threshold;
     maxSidePx ??= d.maxSidePx;
     if (typeof threshold !== 'number') throw new VeilError(ErrorCode.INVALID_PARAMETER, `threshold: must be a number, got ${threshold}`);
     const handle = this._call(() => this.exports.veil_search_new(image.ptr, image.width, image.height, image.channels,
-      threshold, toUint(maxSidePx, 'maxSidePx'), tiles ? 1 : 0)) >>> 0;
+      threshold, toUint(maxSidePx, 'maxSidePx'), tiles ? 1 : 0, rotations ? 1 : 0)) >>> 0;
     if (!handle) throw this._error(this.exports.veil_last_status());
     return new FaceSearch(this, handle);
   }

@@ -144,7 +144,7 @@ fn non_max_suppression<'py>(
     to_array(py, &kept)
 }
 
-/// FaceSearch(image, threshold, max_side_px, tiles)
+/// FaceSearch(image, threshold, max_side_px, tiles, rotations=True)
 /// --
 ///
 /// The face search over one photo (uint8 HxW, HxWx1, HxWx3 or HxWx4,
@@ -169,11 +169,18 @@ impl FaceSearch {
 #[pymethods]
 impl FaceSearch {
     #[new]
-    #[pyo3(signature = (image, threshold, max_side_px, tiles))]
-    fn new(py: Python<'_>, image: &Bound<'_, PyAny>, threshold: f32, max_side_px: usize, tiles: bool) -> PyResult<Self> {
+    #[pyo3(signature = (image, threshold, max_side_px, tiles, rotations=true))]
+    fn new(
+        py: Python<'_>,
+        image: &Bound<'_, PyAny>,
+        threshold: f32,
+        max_side_px: usize,
+        tiles: bool,
+        rotations: bool,
+    ) -> PyResult<Self> {
         let arg = ImageArg::extract(image)?;
         let (data, w, h, c) = (arg.data(), arg.width, arg.height, arg.channels);
-        let settings = Settings { threshold, max_side_px, tiles };
+        let settings = Settings { threshold, max_side_px, tiles, rotations };
         let search = detached(py, || Search::new(ImageRef::new(data, w, h, c)?, settings))?;
         Ok(FaceSearch { search: Some(search) })
     }

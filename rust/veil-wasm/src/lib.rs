@@ -487,7 +487,7 @@ fn live(s: &mut WasmSearch) -> Result<&mut Search, VeilError> {
 }
 
 /// Starts the search of an image (1, 3 or 4 channels; copied, so `src` can
-/// be freed right after). Returns a handle, or null on failure (the status
+/// be freed right after); `tiles` and `rotations` are 0 or 1. Returns a handle, or null on failure (the status
 /// is at [`veil_last_status`], the message at [`veil_last_error_ptr`]).
 ///
 /// # Safety
@@ -501,6 +501,7 @@ pub unsafe extern "C" fn veil_search_new(
     threshold: f32,
     max_side_px: u32,
     tiles: u32,
+    rotations: u32,
 ) -> *mut WasmSearch {
     let mut made = None;
     status_of((|| {
@@ -510,6 +511,7 @@ pub unsafe extern "C" fn veil_search_new(
             threshold,
             max_side_px: max_side_px as usize,
             tiles: tiles != 0,
+            rotations: rotations != 0,
         };
         made = Some(Search::new(image, settings)?);
         Ok(())
