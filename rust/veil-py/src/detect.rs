@@ -12,7 +12,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use veil_core::detect::search::{self as core_search, Search, Settings};
+use veil_core::detect::search::{self as core_search, BorderFill, Search, Settings};
 use veil_core::detect::{self, resize, Face};
 use veil_core::ImageRef;
 
@@ -169,7 +169,8 @@ impl FaceSearch {
 #[pymethods]
 impl FaceSearch {
     #[new]
-    #[pyo3(signature = (image, threshold, max_side_px, tiles, rotations=true))]
+    #[pyo3(signature = (image, threshold, max_side_px, tiles, rotations=true, border=None, border_fill=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         image: &Bound<'_, PyAny>,
@@ -177,10 +178,31 @@ impl FaceSearch {
         max_side_px: usize,
         tiles: bool,
         rotations: bool,
+        border: Option<f32>,
+        border_fill: Option<&str>,
     ) -> PyResult<Self> {
+        let defaults = Settings::default();
+        let border_fill = match border_fill {
+            None => defaults.border_fill,
+            Some("zero") => BorderFill::Zero,
+            Some("edge") => BorderFill::Edge,
+            Some("mirror") => BorderFill::Mirror,
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "border_fill: must be 'zero', 'edge' or 'mirror', got {other:?}"
+                )))
+            }
+        };
         let arg = ImageArg::extract(image)?;
         let (data, w, h, c) = (arg.data(), arg.width, arg.height, arg.channels);
-        let settings = Settings { threshold, max_side_px, tiles, rotations };
+        let settings = Settings {
+            threshold,
+            max_side_px,
+            tiles,
+            rotations,
+            border: border.unwrap_or(defaults.border),
+            border_fill,
+        };
         let search = detached(py, || Search::new(ImageRef::new(data, w, h, c)?, settings))?;
         Ok(FaceSearch { search: Some(search) })
     }

@@ -512,6 +512,7 @@ pub unsafe extern "C" fn veil_search_new(
             max_side_px: max_side_px as usize,
             tiles: tiles != 0,
             rotations: rotations != 0,
+            ..Settings::default()
         };
         made = Some(Search::new(image, settings)?);
         Ok(())
