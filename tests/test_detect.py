@@ -146,11 +146,15 @@ def test_resize_is_pillow_exact(shape, size):
 def test_search_driver_hands_out_inputs_then_faces():
     image = np.zeros((3000, 4000, 3), np.uint8)
     assert _veil.FaceSearch(image, 0.2, 1024, True).progress()[1] == _veil.FaceSearch(image, 0.2, 1024, True, False).progress()[1] + 3
-    search = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False)
+    bordered = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False).next_input()
+    assert bordered.shape == (1, 3, 1024, 1280)  # 1024 x 768 framed by 128 px, padded to 32
+    search = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False, border=0.0)
     done, total, label = search.progress()
     assert (done, label) == (0, "whole photo") and total > 2
     blob = search.next_input()
     assert blob.shape == (1, 3, 768, 1024) and blob.dtype == np.float32
+    with pytest.raises(ValueError, match="border_fill"):
+        _veil.FaceSearch(image, 0.2, 1024, True, border_fill="blue")
     with pytest.raises(ValueError, match="pushed"):
         search.next_input()
     outputs = vd._session().run(vd._OUTPUT_NAMES, {vd._INPUT_NAME: blob})
@@ -431,3 +435,58 @@ def test_box_iou_of_known_boxes():
     assert vd.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert vd.box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0
     assert vd.box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+# --- faces cut by the photo's edge ------------------------------------------
+
+PORTRAITS = FACES / "portraits"
+
+
+def cut(image: np.ndarray, box, edge: str, share: float):
+    """The crop of ``image`` keeping ``share`` of ``box`` inside, cut at
+    ``edge``; returns the crop and the visible part of the box in it."""
+    l, t, r, b = box
+    if edge == "left":
+        x0 = int(round(r - share * (r - l)))
+        return image[:, x0:], (0, t, r - x0, b)
+    if edge == "right":
+        x1 = int(round(l + share * (r - l)))
+        return image[:, :x1], (l, t, x1, b)
+    if edge == "top":
+        y0 = int(round(b - share * (b - t)))
+        return image[y0:], (l, 0, r, b - y0)
+    y1 = int(round(t + share * (b - t)))
+    return image[:y1], (l, t, r, y1)
+
+
+def uncovered_cuts(image: np.ndarray, share: float) -> list:
+    """The edges at which the portrait's face, cut to ``share`` inside the
+    photo, is not at least half under the mask."""
+    box = max(vd.detect_faces(image), key=lambda f: f.width * f.height).box
+    missed = []
+    for edge in ("left", "right", "top", "bottom"):
+        crop, visible = cut(image, box, edge, share)
+        if covered(visible, vd.detect_faces(np.ascontiguousarray(crop))) < 0.5:
+            missed.append(edge)
+    return missed
+
+
+@pytest.mark.parametrize("share", [0.6, 0.5, 0.4])
+def test_fixture_portrait_cut_by_each_edge_is_covered(share):
+    from PIL import Image
+
+    image = np.asarray(Image.open(FIXTURES / "portrait.jpg").convert("RGB"))
+    assert uncovered_cuts(image, share) == []
+
+
+@pytest.mark.skipif(not PORTRAITS.is_dir(), reason="shared portraits absent")
+def test_shared_portraits_cut_to_half_are_covered():
+    from PIL import Image
+
+    missed = {}
+    for path in sorted(PORTRAITS.glob("*.*")):
+        if path.suffix.lower() in (".jpg", ".png"):
+            image = np.asarray(Image.open(path).convert("RGB"))
+            if vd.detect_faces(image) and (edges := uncovered_cuts(image, 0.5)):
+                missed[path.name] = edges
+    assert missed == {}

@@ -53,7 +53,16 @@ DETECT_INPUT_MULTIPLE_PX: int
 DETECT_NMS_IOU_THRESHOLD: float
 
 class FaceSearch:
-    def __init__(self, image: U8, threshold: float, max_side_px: int, tiles: bool, rotations: bool = True) -> None: ...
+    def __init__(
+        self,
+        image: U8,
+        threshold: float,
+        max_side_px: int,
+        tiles: bool,
+        rotations: bool = True,
+        border: Optional[float] = None,
+        border_fill: Optional[str] = None,  # 'mirror' (default), 'edge' or 'zero'
+    ) -> None: ...
     def next_input(self) -> Optional[F32]: ...
     def push_output(self, heatmap: F32, scale: F32, offset: F32, landmarks: F32) -> None: ...
     def progress(self) -> Tuple[int, int, str]: ...

@@ -14,7 +14,9 @@ passes:
 
 1. **Whole photo, capped**: the photo is shrunk (never enlarged) so its longer
    side is at most ``max_side_px``, which finds every face that is not tiny
-   relative to the photo, quickly.
+   relative to the photo, quickly. It is framed by a mirrored border (1/8 of
+   its longer side), so a face cut by the photo's edge is completed by its
+   mirror image and found.
 2. **Tiles at full resolution** (``tiles=True``, only when pass 1 had to
    shrink the photo): overlapping tiles of at most 2048 px find the small
    faces that shrinking made too small to detect (a crowd in a 12 MP photo).
