@@ -62,21 +62,6 @@ heif_dir=web/node_modules/libheif-js/libheif-wasm
 mkdir -p "$dist/heif"
 cp "$heif_dir/libheif-bundle.mjs" "$dist/heif/"
 cp "$heif_dir/LICENSE" "$dist/heif/LICENSE.txt"
-# Detection settings: read from python/veil/detect.py, so the page searches
-# photos exactly as `veil detect` does (web/src/detector.js mirrors the passes).
-python3 - python/veil/detect.py "$dist/detect-params.json" <<'PY'
-import json, re, sys
-names = ["DEFAULT_THRESHOLD", "DEFAULT_MAX_SIDE_PX", "TILE_MAX_PX", "INPUT_MULTIPLE_PX", "TILE_OVERLAP_PX",
-         "MIN_FACE_SHRUNK_PX", "NMS_IOU_THRESHOLD"]
-source = open(sys.argv[1], encoding="utf-8").read()
-params = {}
-for name in names:
-    m = re.search(rf"^{name}\s*=\s*([0-9.]+)\s*$", source, re.M)
-    if not m:
-        sys.exit(f"build_web: {name} not found in {sys.argv[1]}: update web/src/detector.js and this script")
-    params[name] = float(m.group(1)) if "." in m.group(1) else int(m.group(1))
-json.dump(params, open(sys.argv[2], "w"), indent=2)
-PY
 ort_version=$(node -p "require('./web/node_modules/onnxruntime-web/package.json').version")
 heif_version=$(node -p "require('./web/node_modules/libheif-js/package.json').version")
 cat > "$dist/build.json" <<JSON

@@ -41,6 +41,32 @@ def decode_centerface(
     heatmap: F32, scale: F32, offset: F32, landmarks: F32, threshold: float, scale_x: float, scale_y: float
 ) -> F32: ...
 def non_max_suppression(faces: F32, iou_threshold: float) -> F32: ...
+def resize_bilinear(image: U8, width: int, height: int) -> U8: ...
+
+# The face search (veil.detect drives it with onnxruntime): next_input() is a
+# (1, 3, H, W) float32 network input or None when the search is over;
+# push_output takes CenterFace's four outputs for it; progress() is
+# (done, total, label); finish() returns the (N, 15) faces, best first.
+DETECT_DEFAULT_THRESHOLD: float
+DETECT_DEFAULT_MAX_SIDE_PX: int
+DETECT_INPUT_MULTIPLE_PX: int
+DETECT_NMS_IOU_THRESHOLD: float
+
+class FaceSearch:
+    def __init__(
+        self,
+        image: U8,
+        threshold: float,
+        max_side_px: int,
+        tiles: bool,
+        rotations: bool = True,
+        border: Optional[float] = None,
+        border_fill: Optional[str] = None,  # 'mirror' (default), 'edge' or 'zero'
+    ) -> None: ...
+    def next_input(self) -> Optional[F32]: ...
+    def push_output(self, heatmap: F32, scale: F32, offset: F32, landmarks: F32) -> None: ...
+    def progress(self) -> Tuple[int, int, str]: ...
+    def finish(self) -> F32: ...
 
 # Cloaking numerics. Images are float32 (H, W) or (H, W, C), C-contiguous.
 def similarity_transform(src: F64, dst: F64) -> F64: ...

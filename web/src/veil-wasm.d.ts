@@ -73,6 +73,23 @@ export interface CenterFaceOutputs {
   landmarks: Float32Array;
 }
 
+/**
+ * The face search over one photo, driven by the page's network session:
+ * `nextInput()` until it returns null, answering each input with
+ * `pushOutput()`; then `finish()`. Free it with `free()`.
+ */
+export declare class FaceSearch {
+  /** The next network input (float32 NCHW, batch 1, padded to multiples of 32), or null when over. */
+  nextInput(): { data: Float32Array; width: number; height: number } | null;
+  /** CenterFace's four outputs for the last input; `rows x cols` is the input size / 4. */
+  pushOutput(outputs: CenterFaceOutputs, rows: number, cols: number): void;
+  /** Runs done, runs in all, and what the next run is ("tile 2 of 6"). */
+  progress(): { done: number; total: number; label: string };
+  /** The faces, best score first, boxes clamped to the photo. */
+  finish(): Face[];
+  free(): void;
+}
+
 export declare class Veil {
   readonly memory: WebAssembly.Memory;
   createImage(width: number, height: number, channels?: 1 | 3 | 4): WasmImage;
@@ -85,14 +102,10 @@ export declare class Veil {
   applyToRegions(image: WasmImage, method: Method, regions: Region[]): void;
   fill(image: WasmImage, color: number[]): void;
   addNoise(image: WasmImage, amount: number, seed: number, originX?: number, originY?: number): void;
-  /** A new image resized as Pillow's `Image.resize(size, BILINEAR)` does. */
-  resizeBilinear(src: WasmImage, width: number, height: number): WasmImage;
-  /** CenterFace input for a crop: float32 RGB planes padded to multiples of 32. */
-  networkInput(src: WasmImage, x0?: number, y0?: number, width?: number, height?: number):
-    { data: Float32Array; width: number; height: number };
-  decodeCenterFace(outputs: CenterFaceOutputs, rows: number, cols: number, scoreThreshold: number,
-    scaleX?: number, scaleY?: number): Face[];
-  nonMaxSuppression(faces: Face[], iouThreshold: number): Face[];
+  /** The face search's default settings (from veil-core). */
+  detectDefaults(): { threshold: number; maxSidePx: number };
+  /** Starts the face search of `image` (copied: it can be freed right after). */
+  faceSearch(image: WasmImage, settings?: { threshold?: number; maxSidePx?: number; tiles?: boolean; rotations?: boolean }): FaceSearch;
 }
 
 export declare function loadVeil(source?: URL | string | Response | ArrayBuffer | ArrayBufferView): Promise<Veil>;

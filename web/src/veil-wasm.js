@@ -1,6 +1,6 @@
 // Typed wrapper over the veil-wasm module (rust/veil-wasm): the Rust core's
-// kernels, region compositing and CenterFace decoding, on buffers that live
-// in the module's memory. Types are in veil-wasm.d.ts.
+// kernels, region compositing and face search, on buffers that live in the
+// module's memory. Types are in veil-wasm.d.ts.
 
 /** Status codes returned by the module (rust/veil-wasm `Status`). */
 export const ErrorCode = Object.freeze({
@@ -68,6 +68,70 @@ export class WasmImage {
   free() {
     if (this.ptr) this.veil.exports.veil_free(this.ptr, this.byteLength);
     this.ptr = 0;
+  }
+}
+
+/**
+ * The face search over one photo (rust/veil-core `detect::search`): the
+ * caller runs CenterFace on each input it hands out. See veil-wasm.d.ts.
+ */
+export class FaceSearch {
+  constructor(veil, handle) {
+    this.veil = veil;
+    this.handle = handle;
+  }
+
+  _live() {
+    if (!this.handle) throw new VeilError(ErrorCode.INVALID_PARAMETER, 'search: this search is freed');
+    return this.handle;
+  }
+
+  /** The next network input `{ data, width, height }` (data copied out), or null when over. */
+  nextInput() {
+    const v = this.veil, h = this._live();
+    if (v._count(() => v.exports.veil_search_next_input(h)) === 0) return null;
+    const width = v.exports.veil_search_input_width(h);
+    const height = v.exports.veil_search_input_height(h);
+    const ptr = v.exports.veil_search_input_ptr(h) >>> 0;
+    return { data: new Float32Array(v.memory.buffer, ptr, 3 * width * height).slice(), width, height };
+  }
+
+  /** CenterFace's four outputs for the last input (`rows x cols` planes). */
+  pushOutput({ heatmap, scale, offset, landmarks }, rows, cols) {
+    const v = this.veil, h = this._live();
+    const n = rows * cols;
+    const ptr = v._call(() => v.exports.veil_search_output_ptr(h, rows, cols)) >>> 0;
+    if (!ptr) throw v._error(v.exports.veil_last_status());
+    const view = new Float32Array(v.memory.buffer, ptr, 15 * n);
+    let at = 0;
+    for (const [name, a, planes] of [['heatmap', heatmap, 1], ['scale', scale, 2], ['offset', offset, 2], ['landmarks', landmarks, 10]]) {
+      if (a.length !== planes * n) {
+        throw new VeilError(ErrorCode.INVALID_IMAGE, `CenterFace ${name} output has ${a.length} values, expected ${planes} x ${rows} x ${cols}`);
+      }
+      view.set(a, at);
+      at += a.length;
+    }
+    v._status(() => v.exports.veil_search_push_output(h, rows, cols));
+  }
+
+  /** `{ done, total, label }`: runs done, runs in all, what the next run is. */
+  progress() {
+    const v = this.veil, h = this._live();
+    const ptr = v.exports.veil_search_label_ptr(h) >>> 0;
+    const len = v.exports.veil_search_label_len(h);
+    const label = new TextDecoder().decode(new Uint8Array(v.memory.buffer, ptr, len));
+    return { done: v.exports.veil_search_done(h), total: v.exports.veil_search_total(h), label };
+  }
+
+  /** The faces, best score first, boxes clamped to the photo. */
+  finish() {
+    const v = this.veil, h = this._live();
+    return v._readFaces(v._count(() => v.exports.veil_search_finish(h)));
+  }
+
+  free() {
+    if (this.handle) this.veil.exports.veil_search_free(this.handle);
+    this.handle = 0;
   }
 }
 
@@ -186,40 +250,6 @@ export class Veil {
     }
   }
 
-  /**
-   * A new image: `src` resized to `width x height` exactly as Pillow's
-   * `Image.resize(size, BILINEAR)` does (what veil.detect shrinks photos with).
-   */
-  resizeBilinear(src, width, height) {
-    const dst = this.createImage(width, height, src.channels);
-    try {
-      this._status(() => this.exports.veil_resize_bilinear(src.ptr, src.width, src.height, src.channels, dst.ptr, width, height));
-    } catch (e) {
-      dst.free();
-      throw e;
-    }
-    return dst;
-  }
-
-  /**
-   * CenterFace's input for a crop of `src`: float32 RGB planes (NCHW, batch 1)
-   * zero-padded at the bottom and right to multiples of 32.
-   * Returns `{ data, width, height }` with the padded size.
-   */
-  networkInput(src, x0 = 0, y0 = 0, width = src.width, height = src.height) {
-    const pw = Math.ceil(width / 32) * 32;
-    const ph = Math.ceil(height / 32) * 32;
-    const n = 3 * pw * ph;
-    const ptr = this._alloc(n * 4);
-    try {
-      this._status(() => this.exports.veil_network_input(src.ptr, src.width, src.height, src.channels,
-        x0, y0, width, height, ptr, n));
-      return { data: new Float32Array(this.memory.buffer, ptr, n).slice(), width: pw, height: ph };
-    } finally {
-      this.exports.veil_free(ptr, n * 4);
-    }
-  }
-
   /** Sets the colour channels of every pixel to `color` (1 value for grey, 3 otherwise). */
   fill(image, color) {
     const bytes = Uint8Array.from(color);
@@ -238,46 +268,27 @@ export class Veil {
       toUint(amount, 'amount'), seed, toUint(originX, 'originX'), toUint(originY, 'originY')));
   }
 
-  /**
-   * Decodes CenterFace's four outputs (batch 1, NCHW, `rows x cols` planes)
-   * into faces above `scoreThreshold`, in original-image pixels.
-   */
-  decodeCenterFace({ heatmap, scale, offset, landmarks }, rows, cols, scoreThreshold, scaleX = 1, scaleY = 1) {
-    const arrays = [heatmap, scale, offset, landmarks];
-    const total = arrays.reduce((n, a) => n + a.length, 0);
-    const ptr = this._alloc(total * 4);
-    try {
-      const view = new Float32Array(this.memory.buffer, ptr, total);
-      const ptrs = [];
-      let at = 0;
-      for (const a of arrays) {
-        view.set(a, at);
-        ptrs.push(ptr + at * 4);
-        at += a.length;
-      }
-      const n = this._count(() => this.exports.veil_decode_centerface(...ptrs, rows, cols, scoreThreshold, scaleX, scaleY));
-      return this._readFaces(n);
-    } finally {
-      this.exports.veil_free(ptr, total * 4);
-    }
+  /** The face search's default settings (from veil-core). */
+  detectDefaults() {
+    return {
+      threshold: this.exports.veil_detect_default_threshold(),
+      maxSidePx: this.exports.veil_detect_default_max_side_px(),
+    };
   }
 
-  /** Greedy non-maximum suppression; returns kept faces, highest score first. */
-  nonMaxSuppression(faces, iouThreshold) {
-    if (faces.length === 0) return [];
-    const values = new Float32Array(faces.length * FACE_FLOATS);
-    faces.forEach((f, i) => {
-      values.set([f.left, f.top, f.right, f.bottom, f.score], i * FACE_FLOATS);
-      f.landmarks.forEach(([x, y], k) => values.set([x, y], i * FACE_FLOATS + 5 + 2 * k));
-    });
-    const ptr = this._alloc(values.byteLength);
-    try {
-      new Float32Array(this.memory.buffer, ptr, values.length).set(values);
-      const n = this._count(() => this.exports.veil_nms(ptr, faces.length, iouThreshold));
-      return this._readFaces(n);
-    } finally {
-      this.exports.veil_free(ptr, values.byteLength);
-    }
+  /**
+   * Starts the face search of `image` (copied: it can be freed right after).
+   * `settings`: `{ threshold, maxSidePx, tiles, rotations }`, each optional.
+   */
+  faceSearch(image, { threshold, maxSidePx, tiles = true, rotations = true } = {}) {
+    const d = this.detectDefaults();
+    threshold ??= d.threshold;
+    maxSidePx ??= d.maxSidePx;
+    if (typeof threshold !== 'number') throw new VeilError(ErrorCode.INVALID_PARAMETER, `threshold: must be a number, got ${threshold}`);
+    const handle = this._call(() => this.exports.veil_search_new(image.ptr, image.width, image.height, image.channels,
+      threshold, toUint(maxSidePx, 'maxSidePx'), tiles ? 1 : 0, rotations ? 1 : 0)) >>> 0;
+    if (!handle) throw this._error(this.exports.veil_last_status());
+    return new FaceSearch(this, handle);
   }
 
   _readFaces(n) {

@@ -12,15 +12,18 @@
 //! * Faces cross as 15 `f32`s each: left, top, right, bottom, score, then the
 //!   five landmarks as x, y pairs. Results are kept in a buffer that the next
 //!   call overwrites ([`veil_faces_ptr`]).
+//! * The face search is a handle from [`veil_search_new`], driven by the
+//!   page's onnxruntime-web session exactly as `veil.detect` drives it with
+//!   onnxruntime: `veil_search_next_input` / `veil_search_push_output` until
+//!   the search is over, then `veil_search_finish`, then `veil_search_free`.
 //! * Single-threaded: every kernel is called with `threads = 1`.
 
-pub mod preprocess;
-
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use veil_core::blur::{box_blur, gaussian_blur};
-use veil_core::detect::{decode_centerface, non_max_suppression, Face};
+use veil_core::detect::search::{self as core_search, NetworkInput, Search, Settings};
+use veil_core::detect::Face;
 use veil_core::fill::{add_noise, fill};
 use veil_core::pixelate::pixelate;
 use veil_core::region::{apply_to_regions, Method, Region, Shape};
@@ -55,6 +58,7 @@ pub enum Status {
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
     static FACES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static LAST_STATUS: Cell<i32> = const { Cell::new(0) };
 }
 
 fn set_last_error(message: String) {
@@ -64,7 +68,7 @@ fn set_last_error(message: String) {
 /// The one error-mapping helper: a core result becomes a status code, and a
 /// failure's message is kept for [`veil_last_error_ptr`].
 fn status_of(result: Result<(), VeilError>) -> Status {
-    match result {
+    let status = match result {
         Ok(()) => {
             set_last_error(String::new());
             Status::Ok
@@ -77,7 +81,16 @@ fn status_of(result: Result<(), VeilError>) -> Status {
             set_last_error(error.to_string());
             status
         }
-    }
+    };
+    LAST_STATUS.with(|s| s.set(status as i32));
+    status
+}
+
+/// The status of the last call (for calls that return a handle, null on
+/// failure).
+#[no_mangle]
+pub extern "C" fn veil_last_status() -> i32 {
+    LAST_STATUS.with(|s| s.get())
 }
 
 /// Like [`status_of`] for calls that return a count: the count, or `-code`.
@@ -427,134 +440,262 @@ fn store_faces(faces: &[Face]) -> usize {
     faces.len()
 }
 
-/// The faces of the last [`veil_decode_centerface`] or [`veil_nms`] call,
-/// [`FACE_FLOATS`] `f32`s each; valid until the next such call.
+/// The faces of the last [`veil_search_finish`] call, [`FACE_FLOATS`]
+/// `f32`s each; valid until the next such call.
 #[no_mangle]
 pub extern "C" fn veil_faces_ptr() -> *const f32 {
     FACES.with(|out| out.borrow().as_ptr())
 }
 
-/// Decodes CenterFace's outputs (see `veil_core::detect::decode_centerface`);
-/// returns the number of faces (read them at [`veil_faces_ptr`]) or `-code`.
+/// The default score threshold of the face search.
+#[no_mangle]
+pub extern "C" fn veil_detect_default_threshold() -> f32 {
+    core_search::DEFAULT_THRESHOLD
+}
+
+/// The default cap on the longer side of the whole-photo pass.
+#[no_mangle]
+pub extern "C" fn veil_detect_default_max_side_px() -> u32 {
+    core_search::DEFAULT_MAX_SIDE_PX as u32
+}
+
+/// A face search in progress, with the buffers it shares with JavaScript.
+pub struct WasmSearch {
+    /// `None` once finished.
+    search: Option<Search>,
+    /// The last network input handed out.
+    input: NetworkInput,
+    /// Where JavaScript writes the network's outputs: heatmap, scale,
+    /// offset, landmarks planes, one after the other (15 per cell).
+    output: Vec<f32>,
+    label: String,
+}
+
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+unsafe fn search_of<'a>(handle: *mut WasmSearch) -> Result<&'a mut WasmSearch, VeilError> {
+    if handle.is_null() {
+        return Err(VeilError::param("search", "null handle"));
+    }
+    Ok(&mut *handle)
+}
+
+fn live(s: &mut WasmSearch) -> Result<&mut Search, VeilError> {
+    s.search
+        .as_mut()
+        .ok_or_else(|| VeilError::param("search", "this search is finished"))
+}
+
+/// Starts the search of an image (1, 3 or 4 channels; copied, so `src` can
+/// be freed right after); `tiles` and `rotations` are 0 or 1. Returns a handle, or null on failure (the status
+/// is at [`veil_last_status`], the message at [`veil_last_error_ptr`]).
 ///
 /// # Safety
-/// `heatmap` must hold `rows * cols` floats, `scale` and `offset` twice that,
-/// `landmarks` ten times that.
+/// `src` must hold `width * height * channels` bytes.
 #[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn veil_decode_centerface(
-    heatmap: *const f32,
-    scale: *const f32,
-    offset: *const f32,
-    landmarks: *const f32,
-    rows: usize,
-    cols: usize,
-    score_threshold: f32,
-    scale_x: f32,
-    scale_y: f32,
-) -> i32 {
+pub unsafe extern "C" fn veil_search_new(
+    src: *const u8,
+    width: usize,
+    height: usize,
+    channels: usize,
+    threshold: f32,
+    max_side_px: u32,
+    tiles: u32,
+    rotations: u32,
+) -> *mut WasmSearch {
+    let mut made = None;
+    status_of((|| {
+        let len = image_len(width, height, channels)?;
+        let image = ImageRef::new(slice(src, len, "src")?, width, height, channels)?;
+        let settings = Settings {
+            threshold,
+            max_side_px: max_side_px as usize,
+            tiles: tiles != 0,
+            rotations: rotations != 0,
+            ..Settings::default()
+        };
+        made = Some(Search::new(image, settings)?);
+        Ok(())
+    })());
+    match made {
+        Some(search) => Box::into_raw(Box::new(WasmSearch {
+            search: Some(search),
+            input: NetworkInput { data: Vec::new(), width: 0, height: 0 },
+            output: Vec::new(),
+            label: String::new(),
+        })),
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// Makes the next network input: returns 1 when one is ready (read it at
+/// [`veil_search_input_ptr`], `3 x height x width` floats), 0 when the
+/// search is over, or `-code`.
+///
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_next_input(handle: *mut WasmSearch) -> i32 {
     count_of((|| {
-        let cells = rows
+        let s = search_of(handle)?;
+        match live(s)?.next_input()? {
+            Some(input) => {
+                s.input = input;
+                Ok(1)
+            }
+            None => {
+                s.input = NetworkInput { data: Vec::new(), width: 0, height: 0 };
+                Ok(0)
+            }
+        }
+    })())
+}
+
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_input_ptr(handle: *mut WasmSearch) -> *const f32 {
+    search_of(handle).map_or(std::ptr::null(), |s| s.input.data.as_ptr())
+}
+
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_input_width(handle: *mut WasmSearch) -> usize {
+    search_of(handle).map_or(0, |s| s.input.width)
+}
+
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_input_height(handle: *mut WasmSearch) -> usize {
+    search_of(handle).map_or(0, |s| s.input.height)
+}
+
+/// A buffer of `15 * rows * cols` floats for the network's outputs (heatmap,
+/// scale, offset, landmarks planes in that order), valid until the next call
+/// on this search; null on failure.
+///
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_output_ptr(handle: *mut WasmSearch, rows: usize, cols: usize) -> *mut f32 {
+    let mut ptr = std::ptr::null_mut();
+    status_of((|| {
+        let s = search_of(handle)?;
+        let n = rows
             .checked_mul(cols)
-            .filter(|n| n.checked_mul(10).is_some())
+            .and_then(|n| n.checked_mul(15))
+            .filter(|&n| n <= 1 << 28)
             .ok_or_else(|| bad_image(format!("feature map {rows}x{cols} is too large")))?;
-        let faces = decode_centerface(
-            slice(heatmap, cells, "heatmap")?,
-            slice(scale, 2 * cells, "scale")?,
-            slice(offset, 2 * cells, "offset")?,
-            slice(landmarks, 10 * cells, "landmarks")?,
-            rows,
-            cols,
-            score_threshold,
-            scale_x,
-            scale_y,
-        )?;
-        Ok(store_faces(&faces))
+        s.output.clear();
+        s.output.resize(n, 0.0);
+        ptr = s.output.as_mut_ptr();
+        Ok(())
+    })());
+    ptr
+}
+
+/// Takes the network's outputs for the last input, from the buffer of
+/// [`veil_search_output_ptr`] (same `rows`, `cols`).
+///
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_push_output(handle: *mut WasmSearch, rows: usize, cols: usize) -> Status {
+    status_of((|| {
+        let s = search_of(handle)?;
+        let n = rows.checked_mul(cols).filter(|&n| n.checked_mul(15) == Some(s.output.len()));
+        let Some(n) = n else {
+            return Err(bad_image(format!(
+                "output buffer holds {} floats, a {rows}x{cols} map needs 15 per cell",
+                s.output.len()
+            )));
+        };
+        let output = std::mem::take(&mut s.output);
+        let (heat, rest) = output.split_at(n);
+        let (scale, rest) = rest.split_at(2 * n);
+        let (offset, landmarks) = rest.split_at(2 * n);
+        let result = live(s)?.push_output(heat, scale, offset, landmarks, rows, cols);
+        s.output = output;
+        result
     })())
 }
 
-/// Greedy non-maximum suppression of `n` faces ([`FACE_FLOATS`] `f32`s each);
-/// returns how many are kept (read them at [`veil_faces_ptr`]) or `-code`.
+/// Network runs done so far.
 ///
 /// # Safety
-/// `faces` must hold `n * 15` floats and must not be the result buffer.
+/// `handle` must come from [`veil_search_new`] and not be freed.
 #[no_mangle]
-pub unsafe extern "C" fn veil_nms(faces: *const f32, n: usize, iou_threshold: f32) -> i32 {
+pub unsafe extern "C" fn veil_search_done(handle: *mut WasmSearch) -> usize {
+    search_of(handle)
+        .ok()
+        .and_then(|s| s.search.as_ref().map(|x| x.progress().done))
+        .unwrap_or(0)
+}
+
+/// Network runs in all.
+///
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_total(handle: *mut WasmSearch) -> usize {
+    search_of(handle)
+        .ok()
+        .and_then(|s| s.search.as_ref().map(|x| x.progress().total))
+        .unwrap_or(0)
+}
+
+/// What the next network run is ("whole photo", "tile 2 of 6", "done"),
+/// UTF-8, `veil_search_label_len` bytes; valid until the next call.
+///
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_label_ptr(handle: *mut WasmSearch) -> *const u8 {
+    match search_of(handle) {
+        Ok(s) => {
+            s.label = s.search.as_ref().map_or_else(|| "done".into(), |x| x.progress().label);
+            s.label.as_ptr()
+        }
+        Err(_) => std::ptr::null(),
+    }
+}
+
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_label_len(handle: *mut WasmSearch) -> usize {
+    search_of(handle).map_or(0, |s| s.label.len())
+}
+
+/// Ends the search: returns the number of faces (read them at
+/// [`veil_faces_ptr`]) or `-code`. The handle must still be freed.
+///
+/// # Safety
+/// `handle` must come from [`veil_search_new`] and not be freed.
+#[no_mangle]
+pub unsafe extern "C" fn veil_search_finish(handle: *mut WasmSearch) -> i32 {
     count_of((|| {
-        let len = n
-            .checked_mul(FACE_FLOATS)
-            .ok_or_else(|| VeilError::param("faces", "too many faces"))?;
-        let values = slice(faces, len, "faces")?;
-        let faces: Vec<Face> = values
-            .chunks_exact(FACE_FLOATS)
-            .map(|v| Face {
-                left: v[0],
-                top: v[1],
-                right: v[2],
-                bottom: v[3],
-                score: v[4],
-                landmarks: [
-                    [v[5], v[6]],
-                    [v[7], v[8]],
-                    [v[9], v[10]],
-                    [v[11], v[12]],
-                    [v[13], v[14]],
-                ],
-            })
-            .collect();
-        Ok(store_faces(&non_max_suppression(faces, iou_threshold)))
+        let s = search_of(handle)?;
+        let search = s
+            .search
+            .take()
+            .ok_or_else(|| VeilError::param("search", "this search is finished"))?;
+        s.input = NetworkInput { data: Vec::new(), width: 0, height: 0 };
+        s.output = Vec::new();
+        Ok(store_faces(&search.finish()?))
     })())
 }
 
-// ---------------------------------------------------------- preprocessing ----
-
-/// Pillow-compatible bilinear resize (see [`preprocess::resize_bilinear`]).
+/// Frees a search and its buffers.
 ///
 /// # Safety
-/// `src` must hold `width * height * channels` bytes, `dst`
-/// `out_width * out_height * channels`.
+/// `handle` must come from [`veil_search_new`] (or be null) and not be used
+/// afterwards.
 #[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn veil_resize_bilinear(
-    src: *const u8,
-    width: usize,
-    height: usize,
-    channels: usize,
-    dst: *mut u8,
-    out_width: usize,
-    out_height: usize,
-) -> Status {
-    status_of((|| {
-        let len = image_len(width, height, channels)?;
-        let out_len = image_len(out_width, out_height, channels)?;
-        let src = ImageRef::new(slice(src, len, "src")?, width, height, channels)?;
-        preprocess::resize_bilinear(src, slice_mut(dst, out_len, "dst")?, out_width, out_height)
-    })())
-}
-
-/// CenterFace's input for the crop `(x0, y0, crop_w, crop_h)` of an image:
-/// float32 RGB planes padded to multiples of 32 (see
-/// [`preprocess::network_input`]); `out` holds `3 * padded(h) * padded(w)`.
-///
-/// # Safety
-/// `src` must hold `width * height * channels` bytes and `out` `out_len` floats.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn veil_network_input(
-    src: *const u8,
-    width: usize,
-    height: usize,
-    channels: usize,
-    x0: usize,
-    y0: usize,
-    crop_w: usize,
-    crop_h: usize,
-    out: *mut f32,
-    out_len: usize,
-) -> Status {
-    status_of((|| {
-        let len = image_len(width, height, channels)?;
-        let src = ImageRef::new(slice(src, len, "src")?, width, height, channels)?;
-        preprocess::network_input(src, x0, y0, crop_w, crop_h, slice_mut(out, out_len, "out")?)
-    })())
+pub unsafe extern "C" fn veil_search_free(handle: *mut WasmSearch) {
+    if !handle.is_null() {
+        drop(Box::from_raw(handle));
+    }
 }

@@ -1,16 +1,18 @@
-//! Detection preprocessing for the page, made to give the very pixels the
-//! Python package feeds CenterFace, so the page finds the same faces.
+//! The network's inputs: the photo resized for a pass, then a crop of it as
+//! CenterFace takes it.
 //!
-//! * [`resize_bilinear`] is Pillow's `Image.resize(size, BILINEAR)` for 8-bit
-//!   images (libImaging/Resample.c): a triangle filter whose support widens
-//!   by the shrink factor (so shrinking averages rather than aliases),
-//!   coefficients in 22-bit fixed point, a horizontal pass rounded to 8 bits,
-//!   then a vertical pass. `veil.detect` shrinks photos with exactly that call.
-//! * [`network_input`] is `veil.detect._network_input`: a crop of the image,
-//!   RGB, as planar float32 (NCHW, batch 1), zero-padded at the bottom and
-//!   right up to multiples of 32.
+//! * [`resize_bilinear`] gives exactly the pixels of Pillow's
+//!   `Image.resize(size, BILINEAR)` for 8-bit images (libImaging/Resample.c):
+//!   a triangle filter whose support widens by the shrink factor (so
+//!   shrinking averages rather than aliases), coefficients in 22-bit fixed
+//!   point, a horizontal pass rounded to 8 bits, then a vertical pass. Being
+//!   Pillow-exact keeps veil's results those of the Pillow-based search it
+//!   was tuned with, and lets tests check it against Pillow itself.
+//! * [`network_input`]: a crop of the image, RGB, as planar float32 (NCHW,
+//!   batch 1), zero-padded at the bottom and right up to multiples of 32.
+//!   CenterFace takes raw 0-255 RGB: no mean, no scale.
 
-use veil_core::{ImageRef, VeilError};
+use crate::{ImageRef, VeilError};
 
 /// Pillow's `PRECISION_BITS` for 8-bit images: 32 - 8 bits of sample - 2 of headroom.
 const PRECISION_BITS: u32 = 32 - 8 - 2;

@@ -18,6 +18,15 @@
 //! The network's own outputs are all this module needs: it is pure Rust with
 //! no dependencies so the browser page (onnxruntime-web + WebAssembly) and the
 //! Python package decode identically.
+//!
+//! [`search`] is the whole face search built on these pieces (passes, tiles,
+//! merging); [`resize`] makes the network's inputs. Only the network itself
+//! runs outside this crate.
+
+pub mod resize;
+pub mod search;
+
+pub use search::{NetworkInput, Progress, Search, Settings};
 
 use crate::error::{Result, VeilError};
 
@@ -91,7 +100,7 @@ impl Face {
         }
     }
 
-    fn is_finite(&self) -> bool {
+    pub(crate) fn is_finite(&self) -> bool {
         [self.left, self.top, self.right, self.bottom, self.score]
             .iter()
             .chain(self.landmarks.iter().flatten())
