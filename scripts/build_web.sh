@@ -72,6 +72,19 @@ cat > "$dist/build.json" <<JSON
   "libheif_js": "$heif_version"
 }
 JSON
+# The offline cache (sw.js) must list every file the page loads, or a reload
+# without the server breaks; and a listed file that is missing makes the
+# service worker's install fail. Checked here, against the built page.
+python3 - "$dist" <<'PY'
+import pathlib, re, sys
+dist = pathlib.Path(sys.argv[1])
+listed = set(re.findall(r"'([^']+)'", re.search(r"const FILES = \[(.*?)\];", (dist / "sw.js").read_text(), re.S).group(1)))
+missing = sorted(f for f in listed if f != "./" and not (dist / f).is_file())
+loaded = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.suffix in (".js", ".mjs", ".wasm", ".onnx", ".html", ".css")}
+unlisted = sorted(loaded - listed - {"sw.js"})
+if missing or unlisted:
+    sys.exit(f"build_web: web/src/sw.js FILES is out of date: missing from dist {missing}, not cached {unlisted}")
+PY
 # Precompressed copies (X.gz beside X), which `veil web` sends to browsers
 # that accept gzip; -n keeps file names and times out of them.
 find "$dist" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.wasm' -o -name '*.onnx' -o -name '*.html' \

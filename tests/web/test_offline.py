@@ -64,7 +64,10 @@ def test_reload_works_with_the_server_stopped(browser, web_dist):
         page = ctx.new_page()
         page.goto(url)
         page.wait_for_selector("body[data-state=idle]", state="attached", timeout=120_000)
-        page.evaluate("window.veilPage.offline")
+        # Bounded: a service worker whose install fails never becomes ready.
+        page.evaluate("""() => Promise.race([window.veilPage.offline,
+            new Promise((_, no) => setTimeout(() => no(new Error('service worker not ready in 60 s')), 60000))])""")
+        assert page.evaluate("window.veilPage.offlineError || null") is None
         # The service worker cached every file it lists.
         cached = page.evaluate("""async () => { const c = await caches.open('veil-page-v1');
             return (await c.keys()).map(r => new URL(r.url).pathname); }""")

@@ -5,9 +5,10 @@
 // origin's files are ever stored (the page makes no other requests).
 
 const CACHE = 'veil-page-v1';
+// scripts/build_web.sh checks that this list names every file the page loads.
 const FILES = [
-  './', 'index.html', 'style.css', 'app.js', 'detector.js', 'veil-wasm.js', 'clean.js', 'regions.js', 'sniff.js',
-  'veil_wasm.wasm', 'detect-params.json', 'models/centerface.onnx',
+  './', 'index.html', 'style.css', 'app.js', 'detector.js', 'detect-worker.js', 'veil-wasm.js', 'clean.js',
+  'regions.js', 'sniff.js', 'veil_wasm.wasm', 'models/centerface.onnx',
   'ort/ort.wasm.min.mjs', 'ort/ort-wasm-simd-threaded.mjs', 'ort/ort-wasm-simd-threaded.wasm',
   'heif/libheif-bundle.mjs', 'manifest.webmanifest', 'icons/icon-192.png', 'icons/icon-512.png',
 ];
