@@ -159,14 +159,16 @@ class _NamedBytes(_bytes_io.BytesIO):
 
 
 def _read(path: str, filesystem) -> bytes:
-    """A file's bytes; errors worded as :func:`veil.io.load_image` words them."""
-    from .io import ImageError
+    """A file's bytes; errors worded as :func:`veil.io.load_image` words them.
+    A local path goes through veil.io's own opening, which reads only
+    regular files (a FIFO would block an actor forever)."""
+    from .io import ImageError, _open_regular_file, describe_path
 
-    name = repr(path)
+    name = repr(describe_path(path))
+    if filesystem is None:
+        with _open_regular_file(path, name) as f:
+            return f.read()
     try:
-        if filesystem is None:
-            with open(path, "rb") as f:
-                return f.read()
         with filesystem.open_input_stream(path) as f:
             return f.read()
     except FileNotFoundError:
