@@ -500,6 +500,17 @@ def _kind_of(mode: int) -> Optional[str]:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
+def _open_failure(exc: OSError, name: str) -> "ImageError":
+    """The error to raise when ``name`` cannot be opened, in the user's words."""
+    if isinstance(exc, FileNotFoundError):
+        return ImageError(f"{name}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return ImageError(f"{name} is a folder, not an image file")
+    if isinstance(exc, PermissionError):
+        return ImageError(f"{name}: permission denied")
+    return ImageError(f"{name}: cannot open ({exc.strerror or exc})")
+
+
 def _open_regular_file(path: str, name: str) -> BinaryIO:
     """Open ``path`` for reading only if it is a regular file.
 
@@ -509,12 +520,8 @@ def _open_regular_file(path: str, name: str) -> BinaryIO:
     FIFO in between cannot block or slip through."""
     try:
         before = os.stat(path)
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except OSError as exc:
-        raise ImageError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+        raise _open_failure(exc, name) from None
     kind = _kind_of(before.st_mode)
     if kind == "a folder":
         raise ImageError(f"{name} is a folder, not an image file")
@@ -523,14 +530,8 @@ def _open_regular_file(path: str, name: str) -> BinaryIO:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name} is a folder, not an image file") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except OSError as exc:
-        raise ImageError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+        raise _open_failure(exc, name) from None
     try:
         kind = _kind_of(os.fstat(fd).st_mode)
         if kind is not None:

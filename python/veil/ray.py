@@ -162,7 +162,7 @@ def _read(path: str, filesystem) -> bytes:
     """A file's bytes; errors worded as :func:`veil.io.load_image` words them.
     A local path goes through veil.io's own opening, which reads only
     regular files (a FIFO would block an actor forever)."""
-    from .io import ImageError, _open_regular_file, describe_path
+    from .io import _open_failure, _open_regular_file, describe_path
 
     name = repr(describe_path(path))
     if filesystem is None:
@@ -171,14 +171,8 @@ def _read(path: str, filesystem) -> bytes:
     try:
         with filesystem.open_input_stream(path) as f:
             return f.read()
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name} is a folder, not an image file") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except OSError as exc:
-        raise ImageError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+        raise _open_failure(exc, name) from None
 
 
 # --------------------------------------------------------------------------
@@ -194,18 +188,24 @@ def _entry_path(state: Path, label: str) -> Path:
     return state / "done" / f"{_sha256(label.encode())[:40]}.json"
 
 
-def _write_json_atomically(data: dict, target: Path) -> None:
+def _write_text_atomically(text: str, target: Path) -> None:
+    """Write ``text`` to ``target`` through a temporary file, fsync and
+    rename, so a kill leaves the old file or the new one, never half."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}.{secrets.token_hex(6)}.veil-tmp"
     try:
         with open(temp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _write_json_atomically(data: dict, target: Path) -> None:
+    _write_text_atomically(json.dumps(data), target)
 
 
 def _read_entry(path: Path) -> Optional[dict]:
@@ -512,18 +512,7 @@ def anonymize_dataset(
 
 
 def _write_lines_atomically(records: Iterable[dict], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".{target.name}.{secrets.token_hex(6)}.veil-tmp"
-    try:
-        with open(temp, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    _write_text_atomically("".join(json.dumps(r) + "\n" for r in records), target)
 
 
 # --------------------------------------------------------------------------
