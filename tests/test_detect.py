@@ -148,9 +148,9 @@ def test_search_driver_hands_out_inputs_then_faces():
     assert _veil.FaceSearch(image, 0.2, 1024, True).progress()[1] == _veil.FaceSearch(image, 0.2, 1024, True, False).progress()[1] + 3
     bordered = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False).next_input()
     assert bordered.shape == (1, 3, 1024, 1280)  # 1024 x 768 framed by 128 px, padded to 32
-    search = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False, border=0.0)
+    search = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False, border=0.0, mirror=False)
     done, total, label = search.progress()
-    assert (done, label) == (0, "whole photo") and total > 2
+    assert (done, label) == (0, "whole photo") and total == 2 + 6
     blob = search.next_input()
     assert blob.shape == (1, 3, 768, 1024) and blob.dtype == np.float32
     with pytest.raises(ValueError, match="border_fill"):
@@ -161,7 +161,13 @@ def test_search_driver_hands_out_inputs_then_faces():
     with pytest.raises(ValueError, match="expected"):
         search.push_output(*[np.ascontiguousarray(o[..., :-1]) for o in outputs])
     search.push_output(*outputs)
-    assert search.progress() == (1, total, f"tile 1 of {total - 1}")
+    assert search.progress() == (1, total, "whole photo at 2048x1536")
+    # A black photo: the fine pass sees no trace of a face, so no tile runs.
+    search.push_output(*vd._session().run(vd._OUTPUT_NAMES, {vd._INPUT_NAME: search.next_input()}))
+    assert search.progress() == (2, 2, "done")
+    assert search.next_input() is None and len(search.finish()) == 0
+    search = _veil.FaceSearch(image, 0.2, 1024, True, rotations=False, border=0.0, mirror=False)
+    search.push_output(*vd._session().run(vd._OUTPUT_NAMES, {vd._INPUT_NAME: search.next_input()}))
     with pytest.raises(ValueError, match="not over"):
         search.finish()
     with pytest.raises(RuntimeError, match="finished"):

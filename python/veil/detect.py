@@ -202,11 +202,13 @@ def detect_faces(
     ``image``: a uint8 numpy array HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA),
     or a PIL image. ``threshold``: the lowest face score kept, in [0, 1]
     (lower finds more faces and more false ones). ``max_side_px``: the whole
-    photo is searched shrunk to at most this longer side, and, with
-    ``tiles`` and a photo larger than that, again at full resolution, in
-    tiles, for small faces (about 12 px and up). ``rotations``: search the
-    shrunk photo turned 90, 180 and 270 degrees too (faces of photos stored
-    turned, faces seen sideways).
+    photo is searched shrunk to at most this longer side, and mirrored.
+    ``tiles``: search again in finer detail, for small faces: the whole photo
+    at twice that size (at most 2048 px; smaller photos are enlarged), and
+    for photos larger than that, at full resolution in tiles where that pass
+    saw a trace of a face it did not find (faces of about 12 px and up).
+    ``rotations``: search the shrunk photo turned 90, 180 and 270 degrees too
+    (faces of photos stored turned, faces seen sideways).
     ``providers``: onnxruntime execution providers to use (default: the
     ``VEIL_PROVIDERS`` environment variable, comma-separated, or every
     available one, best first).

@@ -144,7 +144,7 @@ fn non_max_suppression<'py>(
     to_array(py, &kept)
 }
 
-/// FaceSearch(image, threshold, max_side_px, tiles, rotations=True)
+/// FaceSearch(image, threshold, max_side_px, tiles, rotations=True, border=None, border_fill=None, mirror=None, tile_gate=None)
 /// --
 ///
 /// The face search over one photo (uint8 HxW, HxWx1, HxWx3 or HxWx4,
@@ -169,7 +169,7 @@ impl FaceSearch {
 #[pymethods]
 impl FaceSearch {
     #[new]
-    #[pyo3(signature = (image, threshold, max_side_px, tiles, rotations=true, border=None, border_fill=None))]
+    #[pyo3(signature = (image, threshold, max_side_px, tiles, rotations=true, border=None, border_fill=None, mirror=None, tile_gate=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -180,6 +180,8 @@ impl FaceSearch {
         rotations: bool,
         border: Option<f32>,
         border_fill: Option<&str>,
+        mirror: Option<bool>,
+        tile_gate: Option<f32>,
     ) -> PyResult<Self> {
         let defaults = Settings::default();
         let border_fill = match border_fill {
@@ -202,6 +204,8 @@ impl FaceSearch {
             rotations,
             border: border.unwrap_or(defaults.border),
             border_fill,
+            mirror: mirror.unwrap_or(defaults.mirror),
+            tile_gate: tile_gate.unwrap_or(defaults.tile_gate),
         };
         let search = detached(py, || Search::new(ImageRef::new(data, w, h, c)?, settings))?;
         Ok(FaceSearch { search: Some(search) })
