@@ -329,7 +329,7 @@ pub fn owned_ranges(starts: &[usize], tile: usize) -> Vec<(f64, f64)> {
 /// numpy's `rot90(image, turns)`; returns the pixels and their size.
 fn rotate_rgb(rgb: &[u8], w: usize, h: usize, turns: u8) -> (Vec<u8>, usize, usize) {
     let (ow, oh) = if turns % 2 == 1 { (h, w) } else { (w, h) };
-    if turns % 4 == 0 {
+    if turns.is_multiple_of(4) {
         return (rgb.to_vec(), w, h);
     }
     let mut out = vec![0u8; rgb.len()];
