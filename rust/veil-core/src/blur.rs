@@ -17,13 +17,20 @@
 //! smooth under 2.5 LSB at step edges and corners (see the sweeps in
 //! `blur/tests.rs` against an exact f64 convolution).
 //!
+//! From sigma 2 up to where the reduced copy takes over, 1- and 3-channel
+//! images take the sampled kernel along rows only and Deriche's recursive
+//! filter down columns (`blur/recursive.rs`), whose cost does not grow
+//! with sigma; it stays within 1.1 LSB of the exact Gaussian there.
+//!
 //! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
 //! for any radius, including radii larger than the image.
 
 use crate::error::{check_range, Result, VeilError};
 use crate::image::ImageRef;
-use crate::parallel::for_each_band;
+use crate::parallel::{for_each_band, for_each_index};
 use crate::simd::{self, dispatch};
+
+mod recursive;
 
 /// Smallest Gaussian sigma accepted, in pixels. Below this the kernel is
 /// nearly a delta and anonymizes nothing.
@@ -135,6 +142,10 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     check_range("sigma_px", sigma_px, MIN_SIGMA_PX, MAX_SIGMA_PX)?;
     check_dst(&src, dst)?;
     let (k, reduced_sigma) = gaussian_plan(sigma_px);
+    if use_recursive(sigma_px, k, src.channels) {
+        recursive_gaussian(&src, dst, sigma_px, threads);
+        return Ok(());
+    }
     if k == 1 {
         let weights = gaussian_weights(sigma_px);
         for_each_band(dst, src.row_len(), threads, |y0, band| {
@@ -159,6 +170,75 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     });
     Ok(())
 }
+
+/// Smallest sigma given to the recursive vertical pass: Deriche's
+/// approximation drifts from the sampled Gaussian below it.
+const MIN_RECURSIVE_SIGMA: f64 = 2.0;
+
+/// Whether `sigma` (planned with reduction `k`) takes the sampled kernel
+/// across rows and the recursive filter down columns: only where the
+/// image is blurred at full resolution (a reduced copy is cheaper above),
+/// and not for RGBA, where the recursion over the alpha values too made it
+/// slower than the separable kernel (`benches/bench_kernels.py`).
+fn use_recursive(sigma: f64, k: usize, channels: usize) -> bool {
+    k == 1 && sigma >= MIN_RECURSIVE_SIGMA && channels != 4
+}
+
+/// Gaussian as a sampled kernel along rows (from `src` into `dst`, in
+/// bands of rows) then Deriche's recursive filter down columns (in place,
+/// in strips of columns). The horizontal pass rounds to bytes: the error
+/// this adds is at most half a level, and keeps the vertical pass free of
+/// a full-size float buffer.
+fn recursive_gaussian(src: &ImageRef, dst: &mut [u8], sigma: f64, threads: usize) {
+    let weights = gaussian_weights(sigma);
+    let row_len = src.row_len();
+    for_each_band(dst, row_len, threads, |y0, band| horizontal_band(src, &weights, y0, band));
+    let filter = recursive::Deriche::new(sigma);
+    let strip = recursive::strip_values(src.height, row_len);
+    let shared = recursive::SharedRows::new(dst, row_len);
+    let alpha = (src.channels == 4).then_some(src);
+    for_each_index(row_len.div_ceil(strip), threads, || recursive::Scratch::new(strip, src.height), |scratch, i| {
+        // SAFETY: strip i covers values i*strip..(i+1)*strip of each row,
+        // disjoint from every other index; `dst` is not used meanwhile.
+        let mut rows = unsafe { shared.strip(i * strip, ((i + 1) * strip).min(row_len)) };
+        vertical_strip(&mut rows, &filter, alpha, scratch);
+    });
+}
+
+#[inline(always)]
+fn vertical_strip_body(rows: &mut recursive::StripRows, filter: &recursive::Deriche, alpha: Option<&ImageRef>, scratch: &mut recursive::Scratch) {
+    recursive::vertical_strip_impl(rows, filter, alpha, scratch)
+}
+dispatch!(fn vertical_strip(rows: &mut recursive::StripRows, filter: &recursive::Deriche, alpha: Option<&ImageRef>, scratch: &mut recursive::Scratch) => vertical_strip_body);
+
+/// The sampled kernel along each row of a band, rounded to bytes.
+#[inline(always)]
+fn horizontal_band_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
+    let (c, w) = (src.channels, src.width);
+    let row_len = src.row_len();
+    let radius = weights.len() / 2;
+    let hoffs: Vec<usize> = (0..weights.len()).map(|t| t * c).collect();
+    let mut ext = vec![0f32; row_len + 2 * radius * c];
+    let mut acc = vec![0f32; STRIP_VALUES.min(row_len)];
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let row = src.row(y0 + yy);
+        simd::widen(&mut ext[radius * c..radius * c + row_len], row);
+        for p in 0..radius {
+            for ch in 0..c {
+                ext[p * c + ch] = row[ch] as f32;
+                ext[(radius + w + p) * c + ch] = row[row_len - c + ch] as f32;
+            }
+        }
+        let step = acc.len();
+        for start in (0..row_len).step_by(step) {
+            let end = (start + step).min(row_len);
+            let acc = &mut acc[..end - start];
+            f32::convolve(&ext[start..end + 2 * radius * c], &hoffs, weights, acc);
+            simd::narrow(&mut out[start..end], acc);
+        }
+    }
+}
+dispatch!(fn horizontal_band(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => horizontal_band_impl);
 
 #[derive(Clone, Copy, Debug)]
 struct Geometry {

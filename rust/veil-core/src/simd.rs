@@ -28,6 +28,19 @@ pub fn add_u8(acc: &mut [f32], src: &[u8]) {
     }
 }
 
+/// Hints that the `len` bytes at `p` will be read soon (x86-64 only; a
+/// no-op elsewhere). Never dereferences `p`.
+#[inline(always)]
+pub fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..len).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { core::arch::x86_64::_mm_prefetch(p.wrapping_add(off) as *const i8, core::arch::x86_64::_MM_HINT_T0) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// Bytes to f32.
 #[inline(always)]
 pub fn widen(out: &mut [f32], src: &[u8]) {
