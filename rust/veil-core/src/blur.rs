@@ -17,7 +17,7 @@
 //! smooth under 2.5 LSB at step edges and corners (see the sweeps in
 //! `blur/tests.rs` against an exact f64 convolution).
 //!
-//! From sigma 2 up to where the reduced copy takes over, 1- and 3-channel
+//! From sigma 2 (RGBA: 2.5) up to where the reduced copy takes over,
 //! images take the sampled kernel along rows only and Deriche's recursive
 //! filter down columns (`blur/recursive.rs`), whose cost does not grow
 //! with sigma; it stays within 1.1 LSB of the exact Gaussian there.
@@ -180,14 +180,17 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
 /// Smallest sigma given to the recursive vertical pass: Deriche's
 /// approximation drifts from the sampled Gaussian below it.
 const MIN_RECURSIVE_SIGMA: f64 = 2.0;
+/// For RGBA, where the recursion also runs over the alpha values (put
+/// back afterwards), the separable kernel stays faster up to about here
+/// (`benches/bench_kernels.py`: 95 vs 101 ms at sigma 2, 117 vs 111 at 2.5).
+const MIN_RECURSIVE_SIGMA_RGBA: f64 = 2.5;
 
 /// Whether `sigma` (planned with reduction `k`) takes the sampled kernel
 /// across rows and the recursive filter down columns: only where the
-/// image is blurred at full resolution (a reduced copy is cheaper above),
-/// and not for RGBA, where the recursion over the alpha values too made it
-/// slower than the separable kernel (`benches/bench_kernels.py`).
+/// image is blurred at full resolution (a reduced copy is cheaper above).
 fn use_recursive(sigma: f64, k: usize, channels: usize) -> bool {
-    k == 1 && sigma >= MIN_RECURSIVE_SIGMA && channels != 4
+    let min = if channels == 4 { MIN_RECURSIVE_SIGMA_RGBA } else { MIN_RECURSIVE_SIGMA };
+    k == 1 && sigma >= min
 }
 
 /// Gaussian as a sampled kernel along rows (from `src` into `dst`, in

@@ -260,6 +260,7 @@ fn recursive_path_within_3_lsb_on_rgb_edges_and_corners() {
     for i in 0..=12 {
         let sigma = 2.0 + 1.34 * i as f64 / 12.0;
         assert!(use_recursive(sigma, gaussian_plan(sigma).0, 3), "sigma {sigma} is routed");
+        assert_eq!(use_recursive(sigma, gaussian_plan(sigma).0, 4), sigma >= MIN_RECURSIVE_SIGMA_RGBA);
         let size = (sigma * 9.0) as usize + i;
         let mut img = Image::new(size, size + 3, 3).unwrap();
         for y in 0..size + 3 {
@@ -273,6 +274,23 @@ fn recursive_path_within_3_lsb_on_rgb_edges_and_corners() {
         let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
         assert!(err <= 3.0, "sigma {sigma}: error {err:.2} LSB");
         worst = worst.max(err);
+        if sigma >= MIN_RECURSIVE_SIGMA_RGBA {
+            // The same as RGBA, alpha a gradient that must come back unchanged.
+            let mut rgba = Image::new(size, size + 3, 4).unwrap();
+            for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
+                d[..3].copy_from_slice(s);
+                d[3] = (i * 7 % 256) as u8;
+            }
+            let out = blur(&rgba, sigma, 2);
+            let exact = exact_gaussian(&rgba, sigma);
+            for (i, (&o, &e)) in out.iter().zip(&exact).enumerate() {
+                if i % 4 == 3 {
+                    assert_eq!(o, rgba.data[i], "alpha kept");
+                } else {
+                    assert!((o as f64 - e).abs() <= 3.0, "RGBA sigma {sigma}: {o} vs {e:.2}");
+                }
+            }
+        }
     }
     eprintln!("worst error of the recursive path: {worst:.2} LSB");
 }
