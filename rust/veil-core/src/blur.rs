@@ -630,8 +630,8 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
     }
     if radius_px <= BOX_SUMS_MAX_RADIUS {
         for_each_band(dst, src.row_len(), threads, |y0, band| {
+            // Alpha is put back as each row is written.
             box_band_sums(&src, radius_px, y0, band);
-            restore_alpha(&src, band, y0);
         });
         return Ok(());
     }
@@ -801,22 +801,33 @@ fn box_band_sums_impl(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8])
         }
     }
     let norm = (1.0 / ((2 * radius + 1) as f64).powi(2)) as f32;
+    // Each output row is made in `means` (in L1) and then written once, with
+    // non-temporal stores and, for RGBA, the source alpha.
+    let mut means = vec![0u8; row_len];
+    let mut with_alpha = vec![0u8; if src.channels == 4 { row_len } else { 0 }];
     for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
         let y = first + yy as isize;
         if yy == 0 {
-            for (o, &a) in out.iter_mut().zip(&acc) {
+            for (o, &a) in means.iter_mut().zip(&acc) {
                 *o = box_mean(a, norm);
             }
-            continue;
+        } else {
+            rows.get(y + r);
+            rows.get(y - r - 1);
+            let (e, l) = (rows.held_row(y + r), rows.held_row(y - r - 1));
+            for (((a, o), &e), &l) in acc.iter_mut().zip(means.iter_mut()).zip(e).zip(l) {
+                *a = a.wrapping_add(e as u32).wrapping_sub(l as u32);
+                *o = box_mean(*a, norm);
+            }
         }
-        rows.get(y + r);
-        rows.get(y - r - 1);
-        let (e, l) = (rows.held_row(y + r), rows.held_row(y - r - 1));
-        for (((a, o), &e), &l) in acc.iter_mut().zip(out.iter_mut()).zip(e).zip(l) {
-            *a = a.wrapping_add(e as u32).wrapping_sub(l as u32);
-            *o = box_mean(*a, norm);
+        if src.channels == 4 {
+            simd::copy_with_alpha(&mut with_alpha, &means, src.row(y as usize));
+            simd::stream_copy(out, &with_alpha);
+        } else {
+            simd::stream_copy(out, &means);
         }
     }
+    simd::stream_fence();
 }
 dispatch!(fn box_band_sums(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) => box_band_sums_impl);
 
