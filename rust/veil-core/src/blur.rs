@@ -664,14 +664,12 @@ const BOX_CHUNK: usize = 2048;
 /// per channel, without a serial running sum: windows of 1, 2, 4, ... pixels
 /// are built by doubling (`s_2m[i] = s_m[i] + s_m[i + m]`, each a plain
 /// vector add) and the window of `2r+1` is the sum of those named by its
-/// binary digits, chunk by chunk of the row. `ext` holds `(w + 2r) * C`
-/// values; `tmp` two chunks with their halo, `BOX_CHUNK + 2rC` each.
+/// binary digits, chunk by chunk of the row. `tmp` holds two chunks with
+/// their halo, `BOX_CHUNK + 2rC` values each.
 #[inline(always)]
-fn box_row_sums(row: &[u8], c: usize, r: usize, ext: &mut [u16], tmp: &mut [u16], out: &mut [u16]) {
+fn box_row_sums(row: &[u8], c: usize, r: usize, tmp: &mut [u16], out: &mut [u16]) {
     let n = row.len();
-    let w = n / c;
     let halo = 2 * r * c;
-    let _ = ext;
     let window = 2 * r + 1;
     let span = BOX_CHUNK + halo;
     let (buf_a, buf_b) = tmp[..2 * span].split_at_mut(span);
@@ -724,7 +722,6 @@ fn box_row_sums(row: &[u8], c: usize, r: usize, ext: &mut [u16], tmp: &mut [u16]
 struct SumRows<'a> {
     src: &'a ImageRef<'a>,
     radius: usize,
-    ext: Vec<u16>,
     tmp: Vec<u16>,
     cache: Vec<u16>,
     held: Vec<usize>,
@@ -733,12 +730,10 @@ struct SumRows<'a> {
 impl<'a> SumRows<'a> {
     #[inline(always)]
     fn new(src: &'a ImageRef<'a>, radius: usize) -> Self {
-        let scratch = (src.width + 2 * radius) * src.channels;
         let slots = (2 * radius + 2).min(src.height);
         Self {
             src,
             radius,
-            ext: vec![0; scratch],
             tmp: vec![0; 2 * (BOX_CHUNK + 2 * radius * src.channels)],
             cache: vec![0; slots * src.row_len()],
             held: vec![usize::MAX; slots],
@@ -758,7 +753,7 @@ impl<'a> SumRows<'a> {
         let n = self.src.row_len();
         if self.held[s] != y {
             let out = &mut self.cache[s * n..(s + 1) * n];
-            box_row_sums(self.src.row(y), self.src.channels, self.radius, &mut self.ext, &mut self.tmp, out);
+            box_row_sums(self.src.row(y), self.src.channels, self.radius, &mut self.tmp, out);
             self.held[s] = y;
         }
         &self.cache[s * n..(s + 1) * n]
