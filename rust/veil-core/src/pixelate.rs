@@ -7,11 +7,10 @@
 //! of a face's region starts at the region's corner. Blocks cut by the image
 //! border take the mean of the pixels they have.
 
-use crate::blur::restore_alpha;
 use crate::error::{Result, VeilError};
 use crate::image::ImageRef;
 use crate::parallel::for_each_band;
-use crate::simd::dispatch;
+use crate::simd::{self, dispatch};
 
 /// Pixelates `src` into `dst` with square blocks of `block_px` pixels.
 /// Alpha is copied.
@@ -34,10 +33,8 @@ pub fn pixelate(
         )));
     }
     let grid = Grid::new(block_px, origin_x, origin_y);
-    for_each_band(dst, src.row_len(), threads, |y0, band| {
-        pixelate_band(&src, grid, y0, band);
-        restore_alpha(&src, band, y0);
-    });
+    // Alpha is put back as each row is written (pixelate_rows).
+    for_each_band(dst, src.row_len(), threads, |y0, band| pixelate_band(&src, grid, y0, band));
     Ok(())
 }
 
@@ -88,6 +85,7 @@ where
     let y_end = y0 + band.len() / row_len;
     let mut column_sums = vec![S::default(); row_len];
     let mut pattern = vec![0u8; row_len];
+    let mut with_alpha = vec![0u8; if c == 4 { row_len } else { 0 }];
     let mut y = y0;
     while y < y_end {
         // The block row containing y, whole (it may extend past the band).
@@ -111,19 +109,38 @@ where
                 let sum: u64 = (bx0..bx1).map(|sx| column_sums[sx * c + ch].into()).sum();
                 *mean = round_mean(sum, count, recip.1);
             }
-            for px in pattern[bx0 * c..bx1 * c].chunks_exact_mut(c) {
-                px.copy_from_slice(&means[..c]);
+            let run = &mut pattern[bx0 * c..bx1 * c];
+            match c {
+                1 => run.fill(means[0]),
+                3 => fill_pixels::<3>(run, [means[0], means[1], means[2]]),
+                _ => fill_pixels::<4>(run, means),
             }
             x = bx1;
         }
         let rows_here = by1.min(y_end) - y;
         for yy in 0..rows_here {
             let r = y - y0 + yy;
-            band[r * row_len..(r + 1) * row_len].copy_from_slice(&pattern);
+            let out = &mut band[r * row_len..(r + 1) * row_len];
+            if c == 4 {
+                simd::copy_with_alpha(&mut with_alpha, &pattern, src.row(y + yy));
+                simd::stream_copy(out, &with_alpha);
+            } else {
+                simd::stream_copy(out, &pattern);
+            }
         }
         y += rows_here;
     }
+    simd::stream_fence();
 }
+/// Every pixel of `run` set to `px`, a compile-time array so that the
+/// copy is a plain store (from a run-time-length slice it was not).
+#[inline(always)]
+fn fill_pixels<const C: usize>(run: &mut [u8], px: [u8; C]) {
+    for out in run.chunks_exact_mut(C) {
+        out.copy_from_slice(&px);
+    }
+}
+
 /// `(2 sum + n) / 2n` rounded down (the mean rounded half up), by a
 /// multiply with `recip = 1 / 2n` instead of a 64-bit division. Exact: the
 /// quotient is below 256 and, unless it is an integer, at least 1/2n
@@ -173,6 +190,22 @@ mod tests {
             let mut dst = vec![0u8; src.len()];
             pixelate(ImageRef::new(&src, w, h, c).unwrap(), &mut dst, b, ox, oy, 1).unwrap();
             assert_eq!(dst, mean_reference(&src, w, h, c, b, ox, oy), "block {b} origin ({ox},{oy})");
+        }
+    }
+
+    #[test]
+    fn rgba_keeps_alpha_and_averages_colour() {
+        // Wide enough for the 64-byte paths, with a ragged end.
+        let (w, h, c) = (77, 21, 4);
+        let src: Vec<u8> = (0..w * h * c).map(|i| (i * 53 % 241) as u8).collect();
+        for &(b, ox, oy) in &[(1, 0, 0), (5, 2, -3), (16, 0, 0), (30, -7, 11)] {
+            let mut dst = vec![0u8; src.len()];
+            pixelate(ImageRef::new(&src, w, h, c).unwrap(), &mut dst, b, ox, oy, 2).unwrap();
+            let want = mean_reference(&src, w, h, c, b, ox, oy);
+            for i in 0..src.len() {
+                let expected = if i % 4 == 3 { src[i] } else { want[i] };
+                assert_eq!(dst[i], expected, "block {b} at {i}");
+            }
         }
     }
 

@@ -251,3 +251,46 @@ proptest! {
         prop_assert_eq!(one, two);
     }
 }
+
+/// The sigmas that take the recursive vertical pass (`use_recursive`), on
+/// RGB edges in both directions and corners, with every channel different.
+#[test]
+fn recursive_path_within_3_lsb_on_rgb_edges_and_corners() {
+    let mut worst = 0.0f64;
+    for i in 0..=12 {
+        let sigma = 2.0 + 1.34 * i as f64 / 12.0;
+        assert!(use_recursive(sigma, gaussian_plan(sigma).0, 3), "sigma {sigma} is routed");
+        assert_eq!(use_recursive(sigma, gaussian_plan(sigma).0, 4), sigma >= MIN_RECURSIVE_SIGMA_RGBA);
+        let size = (sigma * 9.0) as usize + i;
+        let mut img = Image::new(size, size + 3, 3).unwrap();
+        for y in 0..size + 3 {
+            for x in 0..size {
+                for ch in 0..3 {
+                    let on = match ch { 0 => x >= size / 2, 1 => y >= size / 3, _ => (x >= size / 2) != (y >= size / 2) };
+                    img.data[(y * size + x) * 3 + ch] = if on { 250 } else { 5 };
+                }
+            }
+        }
+        let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
+        assert!(err <= 3.0, "sigma {sigma}: error {err:.2} LSB");
+        worst = worst.max(err);
+        if sigma >= MIN_RECURSIVE_SIGMA_RGBA {
+            // The same as RGBA, alpha a gradient that must come back unchanged.
+            let mut rgba = Image::new(size, size + 3, 4).unwrap();
+            for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
+                d[..3].copy_from_slice(s);
+                d[3] = (i * 7 % 256) as u8;
+            }
+            let out = blur(&rgba, sigma, 2);
+            let exact = exact_gaussian(&rgba, sigma);
+            for (i, (&o, &e)) in out.iter().zip(&exact).enumerate() {
+                if i % 4 == 3 {
+                    assert_eq!(o, rgba.data[i], "alpha kept");
+                } else {
+                    assert!((o as f64 - e).abs() <= 3.0, "RGBA sigma {sigma}: {o} vs {e:.2}");
+                }
+            }
+        }
+    }
+    eprintln!("worst error of the recursive path: {worst:.2} LSB");
+}
