@@ -208,11 +208,11 @@ def _detector_options() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--max-side", type=_max_side_arg, default=detect.DEFAULT_MAX_SIDE_PX, metavar="PX", dest="max_side_px",
-        help="the photo is searched shrunk to this longer side, plus full-resolution tiles of this size "
-        "for small faces; a multiple of 32 (default: %(default)s)",
+        help="the photo is searched shrunk to this longer side (and mirrored and turned), then at twice "
+        "that size and in full-resolution tiles for small faces; a multiple of 32 (default: %(default)s)",
     )
     g.add_argument(
-        "--no-tiles", dest="tiles", action="store_false", help="skip the tiled pass (faster, misses small faces)"
+        "--no-tiles", dest="tiles", action="store_false", help="skip the fine pass at twice the size and the full-resolution tiles (faster, misses small faces)"
     )
     return p
 

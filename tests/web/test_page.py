@@ -28,7 +28,7 @@ GROUPS = ROOT.parent / "shared" / "data" / "faces" / "groups"
 # Photos with several faces (and one with none) whose face count the page
 # must get exactly as veil.detect does. Project fixtures always; the shared
 # photos when ../shared/data is present. bald_guys and obama_and_biden are
-# large enough to take the tiled pass too.
+# large enough to take the fine pass and the tiles too.
 PHOTOS = [FIXTURES / "two_faces.jpg", FIXTURES / "portrait.jpg"] + [
     GROUPS / name for name in ("2008_002470.jpg", "2008_001322.jpg", "bald_guys.jpg", "obama_and_biden.jpg", "dogs.jpg")
 ]

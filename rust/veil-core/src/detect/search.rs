@@ -842,7 +842,26 @@ impl Search {
         }
         let strong = self.settings.threshold.max(CONFIRM_THRESHOLD);
         let mut found: Vec<Face> = confirmed(self.confirming, strong);
-        found.extend(self.turned);
+        let upright = found.len();
+        for t in self.turned {
+            // The same face found upright and in a turned copy: the upright
+            // face's landmarks are the true ones (seen sideways, an upright
+            // face is boxed and landmarked askew, and can score higher), so
+            // it stays, grown to cover the turned box too.
+            let best = found[..upright]
+                .iter_mut()
+                .filter(|u| u.iou(&t) >= NMS_IOU_THRESHOLD)
+                .max_by(|a, b| a.score.total_cmp(&b.score));
+            match best {
+                Some(u) => {
+                    u.left = u.left.min(t.left);
+                    u.top = u.top.min(t.top);
+                    u.right = u.right.max(t.right);
+                    u.bottom = u.bottom.max(t.bottom);
+                }
+                None => found.push(t),
+            }
+        }
         let overlap = self.overlap_px as f64;
         let small: Vec<Face> = self
             .small
@@ -1040,6 +1059,30 @@ mod tests {
         let mut s = Search::new(ImageRef::new(&data, 200, 100, 3).unwrap(), settings).unwrap();
         run_fake(&mut s, |input| one_face(input, 40.0, 50.0, 20.0, weak));
         assert_eq!(s.finish().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_upright_face_keeps_its_landmarks_over_its_turned_copy() {
+        let data = image(200, 100);
+        let settings = Settings { rotations: true, ..single() };
+        let mut s = Search::new(ImageRef::new(&data, 200, 100, 3).unwrap(), settings).unwrap();
+        let mut k = 0;
+        run_fake(&mut s, |input| {
+            k += 1;
+            match k {
+                // Upright: a face at (100, 50), boxed 40 px.
+                1 => one_face(input, 100.0, 50.0, 40.0, 0.6),
+                // Turned 90 degrees (100 x 200): the same face at (50, 100),
+                // boxed 48 px and scoring higher.
+                2 => one_face(input, 50.0, 100.0, 48.0, 0.9),
+                _ => empty_output(input),
+            }
+        });
+        let faces = s.finish().unwrap();
+        assert_eq!(faces.len(), 1, "{faces:?}");
+        let f = faces[0];
+        assert_eq!(f.score, 0.6, "the upright face, with its landmarks: {f:?}");
+        assert!(f.right - f.left >= 47.0 && f.bottom - f.top >= 47.0, "grown to the turned box: {f:?}");
     }
 
     #[test]
