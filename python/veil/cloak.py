@@ -178,6 +178,7 @@ __all__ = [
     "cloak",
     "cloak_with_report",
     "embed_face",
+    "find_faces",
     "cloaked_output_path",
 ]
 
@@ -250,6 +251,12 @@ MASKING_SIGMA_CROP_PX = 2.0
 OPTIMIZER = "adam"
 MI_DECAY = 1.0
 MI_STEP = 2.5
+
+#: Translation invariance (TI-FGSM, Dong et al. CVPR 2019): the gradient of
+#: the optimised variable is smoothed by a Gaussian of this many pixels of the
+#: 224 px crop before each step (0 = off). The perturbation itself is already
+#: smoothed (:data:`SMOOTH_CROP_PX`); this smooths what each step adds.
+TI_SIGMA_CROP_PX = 0.0
 
 ProgressCallback = Callable[[int, int, int], None]
 
@@ -623,6 +630,7 @@ def _cloak_face(
         bound = _veil.masking_map(x, sigma, MASKING_REFERENCE, MASKING_FLOOR) * np.float32(mode.linf)
         bound = np.ascontiguousarray(bound, dtype=np.float32)
     r_msg = min(1.0, MESSENGER_LONG_SIDE_PX / st.long_side) / st.work_scale
+    ti_sigma = TI_SIGMA_CROP_PX * st.work_px_per_crop_px if TI_SIGMA_CROP_PX > 0 else 0.0
     for step in range(1, steps + 1):
         delta = _veil.gaussian_f32(theta, smooth_px)
         y = np.clip(x + delta, 0.0, 255.0).astype(np.float32)
@@ -654,6 +662,8 @@ def _cloak_face(
         # JPEG: straight-through; resize: its adjoint.
         grad_y = _veil.warp_affine_adjoint(grad_seen, down, ww, hh) if down is not None else grad_seen
         grad_theta = _veil.gaussian_f32(np.ascontiguousarray(grad_y), smooth_px, adjoint=True)
+        if ti_sigma > 0:
+            grad_theta = _veil.gaussian_f32(grad_theta, ti_sigma)
         if OPTIMIZER == "mi":
             m1 *= np.float32(MI_DECAY)
             m1 += grad_theta / np.float32(max(float(np.abs(grad_theta).mean()), 1e-12))
@@ -834,6 +844,39 @@ def _target_embeddings(target: Any, recs: Sequence[_Recognizer], threads: int) -
     return [embed_face(rgb, lm, r.name, threads=threads) for r in recs]
 
 
+#: A face of the default search and one of the upright whole-photo pass are
+#: the same face from this IoU on.
+UPRIGHT_IOU = 0.3
+
+
+def find_faces(rgb: np.ndarray, threshold: Optional[float] = None) -> list:
+    """The faces :func:`cloak` works on: :func:`veil.detect.detect_faces`'
+    faces, each with the landmarks of the upright search where it found the
+    same face.
+
+    The default search also looks at the photo turned by 90, 180 and 270
+    degrees, and a face seen sideways there can outscore the upright one;
+    its landmarks are then far from the eyes and mouth (deepface
+    ``img1.jpg``: eyes 129 px apart instead of 271), and every recognizer's
+    alignment rests on them. Where the upright pass (no turned copies, no
+    tiles: one pass on the shrunk photo) found a face with IoU >= 0.3, that
+    face is used; faces only the turned copies or the tiles found are kept
+    as they are.
+    """
+    from .detect import box_iou, detect_faces
+
+    kw = {} if threshold is None else {"threshold": threshold}
+    found = detect_faces(rgb, **kw)
+    if not found:
+        return found
+    upright = detect_faces(rgb, rotations=False, tiles=False, **kw)
+    out = []
+    for f in found:
+        best = max(upright, key=lambda u: box_iou(u.box, f.box), default=None)
+        out.append(best if best is not None and box_iou(best.box, f.box) >= UPRIGHT_IOU else f)
+    return out
+
+
 def cloak(image: Any, **options: Any) -> Any:
     """Cloaks the faces in ``image``; returns the same kind. See
     :func:`cloak_with_report` for the arguments."""
@@ -926,12 +969,7 @@ def cloak_with_report(
     pixels = loaded.pixels
     channels = pixels.shape[2]
     rgb = np.ascontiguousarray(pixels[:, :, :3] if channels >= 3 else np.repeat(pixels, 3, axis=2))
-    if given is not None:
-        found = given
-    else:
-        from .detect import detect_faces
-
-        found = detect_faces(rgb, **({} if threshold is None else {"threshold": threshold}))
+    found = given if given is not None else find_faces(rgb, threshold)
     chosen = list(range(len(found))) if indices is None else indices
     for i in chosen:
         if i >= len(found):
