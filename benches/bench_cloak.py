@@ -60,7 +60,10 @@ the bench says so and exits 0. Without dlib it reports the rest.
 Run (with dlib):  ``.venv-eval/bin/python benches/bench_cloak.py --modes mid``
 Quick:            ``.venv-eval/bin/python benches/bench_cloak.py --limit 8 --modes mid``
 Exploring:        ``--ensemble a,b``, ``--set MASKING_FLOOR=0.35``, ``--linf 32``
-                  (a veil.cloak constant, or the modes' bound, for one run)
+                  (a veil.cloak constant, or the modes' bound, for one run),
+                  ``--set TI_SIGMA_CROP_PX=4`` (translation-invariant
+                  gradient), ``--decoy 16`` (targeted, toward the mean of the
+                  16 faces of portraits/ and groups/ farthest from each face)
 """
 
 from __future__ import annotations
