@@ -60,7 +60,10 @@ the bench says so and exits 0. Without dlib it reports the rest.
 Run (with dlib):  ``.venv-eval/bin/python benches/bench_cloak.py --modes mid``
 Quick:            ``.venv-eval/bin/python benches/bench_cloak.py --limit 8 --modes mid``
 Exploring:        ``--ensemble a,b``, ``--set MASKING_FLOOR=0.35``, ``--linf 32``
-                  (a veil.cloak constant, or the modes' bound, for one run)
+                  (a veil.cloak constant, or the modes' bound, for one run),
+                  ``--set TI_SIGMA_CROP_PX=4`` (translation-invariant
+                  gradient), ``--decoy 16`` (targeted, toward the mean of the
+                  16 faces of portraits/ and groups/ farthest from each face)
 """
 
 from __future__ import annotations
@@ -264,6 +267,51 @@ def messenger(rgb: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
+# Decoys (targeted cloaking)
+# --------------------------------------------------------------------------
+
+#: Where the decoy faces come from: folders with none of deepface's photos,
+#: so no decoy is a photo the bench evaluates on. (dogs.jpg holds no face.)
+DECOY_FOLDERS = ("portraits", "groups")
+DECOY_MIN_FACE_PX = 48
+
+
+def decoy_pool(ensemble: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Per ensemble model, the embeddings (one row per face) of every face of
+    at least :data:`DECOY_MIN_FACE_PX` px that CenterFace finds in the decoy
+    folders."""
+    import veil.cloak as vc
+    from veil.cloak import find_faces
+
+    rows: Dict[str, list] = {n: [] for n in ensemble}
+    for folder in DECOY_FOLDERS:
+        for p in sorted((DATA / folder).glob("*")):
+            if p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            rgb = load_rgb(p)
+            for face in find_faces(rgb):
+                l, t, r, b = face.box
+                if min(r - l, b - t) < DECOY_MIN_FACE_PX:
+                    continue
+                for n in ensemble:
+                    rows[n].append(vc.embed_face(rgb, face.landmarks, n))
+    return {n: np.asarray(v, dtype=np.float32) for n, v in rows.items()}
+
+
+def choose_decoy(pool: Dict[str, np.ndarray], originals: Dict[str, np.ndarray], k: int) -> Dict[str, np.ndarray]:
+    """Fawkes' choice of a target far from the user: the ``k`` pool faces
+    least similar to the face (mean cosine over the ensemble), and per model
+    the normalised mean of their embeddings."""
+    score = np.mean([pool[n] @ originals[n] for n in originals], axis=0)
+    far = np.argsort(score)[:k]
+    out = {}
+    for n in originals:
+        e = pool[n][far].mean(axis=0)
+        out[n] = e / np.linalg.norm(e)
+    return out
+
+
+# --------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------
 
@@ -273,16 +321,16 @@ def embed_all(recs, rgb: np.ndarray, where: Optional[dict] = None) -> Dict[str, 
     (``where`` None: the attacker who re-detects on the photo it is given),
     or reads it where it found it on another photo (``where`` from
     :func:`locate_all`: the attacker who reuses the clean photo's landmarks)."""
-    from veil.detect import detect_faces
+    from veil.cloak import find_faces
 
-    faces = detect_faces(rgb) if where is None else None
+    faces = find_faces(rgb) if where is None else None
     return {r.name: r.embed(rgb, faces, None if where is None else where[r.name]) for r in recs}
 
 
 def locate_all(recs, rgb: np.ndarray) -> dict:
-    from veil.detect import detect_faces
+    from veil.cloak import find_faces
 
-    faces = detect_faces(rgb)
+    faces = find_faces(rgb)
     return {r.name: r.locate(rgb, faces) for r in recs}
 
 
@@ -396,10 +444,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="override a veil.cloak constant (exploration), e.g. --set MASKING_FLOOR=0.3")
     ap.add_argument("--linf", type=float, default=None, help="override the modes' per-pixel bound (exploration)")
     ap.add_argument("--steps", type=int, default=None, help="override the modes' step count (exploration)")
+    ap.add_argument("--decoy", type=int, default=0, metavar="K",
+                    help="targeted: push each face toward the mean embedding of the K faces of the decoy pool "
+                         "(portraits/ and groups/, never the evaluation photos) farthest from it (Fawkes' choice); "
+                         "0 = untargeted (default)")
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--save", type=Path, default=None, help="also write each cloaked photo here (PNG)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/veil-bench-cloak-clean.pkl"),
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/veil-bench-cloak-clean-upright.pkl"),
                     help="where clean-photo embeddings are kept between runs ('' = nowhere)")
     args = ap.parse_args(argv)
 
@@ -410,7 +462,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         import veil  # noqa: F401
         import veil.cloak as vc
-        from veil.detect import detect_faces
+        from veil.cloak import find_faces
     except ImportError as e:
         print(f"bench_cloak: skipped: veil is not importable ({e}); build it with maturin develop")
         return 0
@@ -462,6 +514,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache.save()
     print(f"# calibration and clean embeddings: {time.time() - t0:.0f} s")
 
+    pool = None
+    if args.decoy:
+        t0 = time.time()
+        pool = decoy_pool(ensemble)
+        print(f"# decoy pool: {len(next(iter(pool.values())))} faces from {', '.join(DECOY_FOLDERS)}; "
+              f"each face pushed toward the mean of its {args.decoy} farthest ({time.time() - t0:.0f} s)")
+        overrides["decoy"] = args.decoy
     results = {"pairs": len(pairs), "photos": len(to_cloak), "ensemble": list(ensemble),
                "overrides": {k: v for k, v in overrides.items()}, "unseen": unseen, "thresholds": thr, "modes": {}}
     if args.linf is not None or args.steps is not None:
@@ -476,11 +535,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rgb = originals[f]
             w0, c0 = time.perf_counter(), time.process_time()
             # Detection is part of the cost of cloaking a face.
-            faces = detect_faces(rgb)
+            faces = find_faces(rgb)
             if not faces:
                 continue
+            target = None
+            if pool is not None:
+                target = choose_decoy(pool, {n: vc.embed_face(rgb, faces[0].landmarks, n) for n in ensemble}, args.decoy)
             out, rep = vc.cloak_with_report(rgb, mode=mode_arg, faces=[faces[0]], seed=args.seed, threads=args.threads,
-                                            ensemble=ensemble)
+                                            ensemble=ensemble, target=target)
             seconds.append(time.perf_counter() - w0)
             cpu.append(time.process_time() - c0)
             if args.save is not None:

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--columns", default=",".join(MODES),
                     help="the saved versions to show after the original, by file suffix (default low,mid,high)")
     args = ap.parse_args(argv)
-    from veil.detect import detect_faces
+    from veil.cloak import find_faces
     from veil.io import load_image
 
     for name in args.photos:
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         stem = Path(name).stem
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
         versions = [rgb] + [np.asarray(Image.open(args.saved / f"{stem}.{m}.png").convert("RGB")) for m in columns]
-        face = detect_faces(rgb)[0]
+        face = find_faces(rgb)[0]
         l, t, r, b = face.box
         # Centred on the face, reaching past its side into the background.
         side = min(args.size, rgb.shape[0], rgb.shape[1])

@@ -330,6 +330,45 @@ def test_cloak_moves_embeddings_and_keeps_ssim(portrait, cloaked):
     assert d["faces"][0]["distance"]["faceres"] > 0.1 and json.dumps(d)
 
 
+def test_find_faces_takes_the_upright_landmarks():
+    # On this photo a face seen sideways in a turned copy outscores the
+    # upright one in the default search, with landmarks far from the eyes.
+    photo = SHARED / "deepface" / "img1.jpg"
+    if not photo.is_file():
+        pytest.skip("shared data absent")
+    from veil.detect import box_iou, detect_faces
+    from veil.io import load_image
+
+    rgb = np.ascontiguousarray(load_image(str(photo)).pixels[:, :, :3])
+    found, faces = detect_faces(rgb), cloak_mod.find_faces(rgb)
+    assert len(faces) == len(found)
+    upright = detect_faces(rgb, rotations=False, tiles=False)[0]
+    best = max(faces, key=lambda f: box_iou(f.box, upright.box))
+    assert best == upright
+    lm = np.asarray(best.landmarks)
+    # Eyes level and about 0.45 of the face box apart, the mouth below the nose.
+    assert abs(lm[1, 1] - lm[0, 1]) < 0.1 * best.width
+    assert 0.35 * best.width < lm[1, 0] - lm[0, 0] < 0.7 * best.width
+    assert lm[3:, 1].min() > lm[2, 1]
+
+
+def test_find_faces_on_the_fixture_matches_the_detector(portrait):
+    from veil.detect import detect_faces
+
+    rgb = np.ascontiguousarray(portrait[:, :, :3])
+    faces = cloak_mod.find_faces(rgb)
+    assert len(faces) == len(detect_faces(rgb)) == 1
+    assert cloak_mod.find_faces(np.zeros((64, 64, 3), np.uint8)) == []
+
+
+def test_translation_invariant_gradient_stays_in_bounds(portrait, monkeypatch):
+    monkeypatch.setattr(cloak_mod, "TI_SIGMA_CROP_PX", 4.0)
+    out, report = cloak_mod.cloak_with_report(portrait, mode="mid", steps=4, seed=3)
+    assert np.abs(out.astype(int) - portrait).max() <= cloak_mod.MODES["mid"].linf + 1
+    assert report.faces[0].ssim >= cloak_mod.MODES["mid"].ssim_floor
+    assert report.faces[0].similarity["faceres"] < 0.99
+
+
 def test_cloak_is_deterministic(portrait, cloaked):
     again, _ = cloak_mod.cloak_with_report(portrait, mode="mid", steps=8, seed=3)
     assert again.tobytes() == cloaked[0].tobytes()
@@ -520,7 +559,10 @@ def test_masked_cloak_stays_within_the_masking_bound(portrait, monkeypatch):
     its own bound (the mode's bound times the map of the original)."""
     from veil.detect import detect_faces
 
+    # A stricter map than the default (which spares only flat backgrounds,
+    # and the fixture has none), so that its bound binds somewhere.
     monkeypatch.setattr(cloak_mod, "MASKING_FLOOR", 0.2)
+    monkeypatch.setattr(cloak_mod, "MASKING_REFERENCE", 16.0)
     rgb = np.ascontiguousarray(portrait[:, :, :3])
     face = detect_faces(rgb)[0]
     out, report = cloak_mod.cloak_with_report(rgb, mode="mid", faces=[face], steps=4, seed=1)
