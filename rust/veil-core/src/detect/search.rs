@@ -842,26 +842,22 @@ impl Search {
         }
         let strong = self.settings.threshold.max(CONFIRM_THRESHOLD);
         let mut found: Vec<Face> = confirmed(self.confirming, strong);
-        let upright = found.len();
-        for t in self.turned {
+        let mut turned = Vec::with_capacity(self.turned.len());
+        for mut t in self.turned {
             // The same face found upright and in a turned copy: the upright
             // face's landmarks are the true ones (seen sideways, an upright
-            // face is boxed and landmarked askew, and can score higher), so
-            // it stays, grown to cover the turned box too.
-            let best = found[..upright]
-                .iter_mut()
+            // face is landmarked askew, and can still score higher), so the
+            // turned copy takes them; the better box stays as NMS picks it.
+            let upright = found
+                .iter()
                 .filter(|u| u.iou(&t) >= NMS_IOU_THRESHOLD)
                 .max_by(|a, b| a.score.total_cmp(&b.score));
-            match best {
-                Some(u) => {
-                    u.left = u.left.min(t.left);
-                    u.top = u.top.min(t.top);
-                    u.right = u.right.max(t.right);
-                    u.bottom = u.bottom.max(t.bottom);
-                }
-                None => found.push(t),
+            if let Some(u) = upright {
+                t.landmarks = u.landmarks;
             }
+            turned.push(t);
         }
+        found.extend(turned);
         let overlap = self.overlap_px as f64;
         let small: Vec<Face> = self
             .small
@@ -1070,7 +1066,8 @@ mod tests {
         run_fake(&mut s, |input| {
             k += 1;
             match k {
-                // Upright: a face at (100, 50), boxed 40 px.
+                // Upright: a face at (100, 50), boxed 40 px, its landmarks
+                // all at its centre cell (the fake's offsets are 0).
                 1 => one_face(input, 100.0, 50.0, 40.0, 0.6),
                 // Turned 90 degrees (100 x 200): the same face at (50, 100),
                 // boxed 48 px and scoring higher.
@@ -1081,8 +1078,11 @@ mod tests {
         let faces = s.finish().unwrap();
         assert_eq!(faces.len(), 1, "{faces:?}");
         let f = faces[0];
-        assert_eq!(f.score, 0.6, "the upright face, with its landmarks: {f:?}");
-        assert!(f.right - f.left >= 47.0 && f.bottom - f.top >= 47.0, "grown to the turned box: {f:?}");
+        assert_eq!(f.score, 0.9, "the better box: {f:?}");
+        assert!((f.right - f.left - 48.0).abs() < 1.0, "{f:?}");
+        // With zero offsets the fake's landmarks sit at its box's corner:
+        // (82, 30) for the upright 40 px box at (100, 50).
+        assert_eq!(f.landmarks, [[82.0, 30.0]; 5], "the upright face's landmarks: {f:?}");
     }
 
     #[test]
