@@ -332,7 +332,8 @@ def test_cloak_moves_embeddings_and_keeps_ssim(portrait, cloaked):
 
 def test_find_faces_takes_the_upright_landmarks():
     # On this photo a face seen sideways in a turned copy outscores the
-    # upright one in the default search, with landmarks far from the eyes.
+    # upright one in the default search; the search gives it the upright
+    # face's landmarks, on which the cloak's alignment rests.
     photo = SHARED / "deepface" / "img1.jpg"
     if not photo.is_file():
         pytest.skip("shared data absent")
@@ -340,12 +341,12 @@ def test_find_faces_takes_the_upright_landmarks():
     from veil.io import load_image
 
     rgb = np.ascontiguousarray(load_image(str(photo)).pixels[:, :, :3])
-    found, faces = detect_faces(rgb), cloak_mod.find_faces(rgb)
-    assert len(faces) == len(found)
+    faces = cloak_mod.find_faces(rgb)
     upright = detect_faces(rgb, rotations=False, tiles=False)[0]
     best = max(faces, key=lambda f: box_iou(f.box, upright.box))
-    assert best == upright
+    assert box_iou(best.box, upright.box) >= 0.3
     lm = np.asarray(best.landmarks)
+    np.testing.assert_allclose(lm, np.asarray(upright.landmarks), atol=0.05 * upright.width)
     # Eyes level and about 0.45 of the face box apart, the mouth below the nose.
     assert abs(lm[1, 1] - lm[0, 1]) < 0.1 * best.width
     assert 0.35 * best.width < lm[1, 0] - lm[0, 0] < 0.7 * best.width

@@ -852,37 +852,21 @@ def _target_embeddings(target: Any, recs: Sequence[_Recognizer], threads: int) -
     return [embed_face(rgb, lm, r.name, threads=threads) for r in recs]
 
 
-#: A face of the default search and one of the upright whole-photo pass are
-#: the same face from this IoU on.
-UPRIGHT_IOU = 0.3
-
 
 def find_faces(rgb: np.ndarray, threshold: Optional[float] = None) -> list:
     """The faces :func:`cloak` works on: :func:`veil.detect.detect_faces`'
-    faces, each with the landmarks of the upright search where it found the
-    same face.
+    faces.
 
-    The default search also looks at the photo turned by 90, 180 and 270
-    degrees, and a face seen sideways there can outscore the upright one;
-    its landmarks are then far from the eyes and mouth (deepface
-    ``img1.jpg``: eyes 129 px apart instead of 271), and every recognizer's
-    alignment rests on them. Where the upright pass (no turned copies, no
-    tiles: one pass on the shrunk photo) found a face with IoU >= 0.3, that
-    face is used; faces only the turned copies or the tiles found are kept
-    as they are.
+    Every recognizer's alignment rests on their landmarks. The default search
+    also looks at the photo turned by 90, 180 and 270 degrees, and a face seen
+    sideways there can outscore the upright one, with landmarks far from the
+    eyes and mouth (deepface ``img1.jpg``: eyes 129 px apart instead of 271);
+    the search gives such a face the landmarks of the same face found
+    upright, which this relies on (tests/test_cloak.py checks it).
     """
-    from .detect import box_iou, detect_faces
+    from .detect import detect_faces
 
-    kw = {} if threshold is None else {"threshold": threshold}
-    found = detect_faces(rgb, **kw)
-    if not found:
-        return found
-    upright = detect_faces(rgb, rotations=False, tiles=False, **kw)
-    out = []
-    for f in found:
-        best = max(upright, key=lambda u: box_iou(u.box, f.box), default=None)
-        out.append(best if best is not None and box_iou(best.box, f.box) >= UPRIGHT_IOU else f)
-    return out
+    return detect_faces(rgb, **({} if threshold is None else {"threshold": threshold}))
 
 
 def cloak(image: Any, **options: Any) -> Any:
