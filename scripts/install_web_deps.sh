@@ -6,7 +6,9 @@
 #        Node.js + npm when missing;
 #   pip: playwright (the Python driver only: its own browser download does not
 #        work offline, the tests use /usr/bin/chromium);
-#   npm: the page's packages (onnxruntime-web, stackblur-canvas), from the lock file.
+#   npm: the page's packages (onnxruntime-web, stackblur-canvas), from the lock file;
+#   cargo: the wasm-bindgen CLI, at the exact version of rust/veil-wasm's
+#        wasm-bindgen crate, into target/tools (built once: a few minutes).
 # Usage: scripts/install_web_deps.sh   (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +37,14 @@ fi
 "$PYTHON" -m pip install --quiet "playwright>=1.45"
 
 (cd web && npm ci --ignore-scripts --no-audit --no-fund)
+
+# Any cargo builds the CLI (rustup's is fine; it needs Rust >= 1.86); the
+# lock file it ships with keeps its dependencies as released.
+bindgen_version=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' rust/veil-wasm/Cargo.toml)
+[ -n "$bindgen_version" ] || { echo "install_web_deps: no exact wasm-bindgen version in rust/veil-wasm/Cargo.toml" >&2; exit 1; }
+tools=$root/target/tools
+if [ "$("$tools/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" ]; then
+  echo "install_web_deps: cargo install wasm-bindgen-cli $bindgen_version into $tools"
+  cargo install --quiet --root "$tools" wasm-bindgen-cli --version "$bindgen_version" --locked
+fi
 echo "install_web_deps: done"

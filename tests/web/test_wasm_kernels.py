@@ -127,3 +127,33 @@ def test_wasm_errors_carry_the_core_message(page):
     assert got[0] == {"error": "VeilError: block_px: must be at least 1", "code": "INVALID_PARAMETER"}
     assert got[1]["code"] == "INVALID_PARAMETER" and "sigma_px" in got[1]["error"]
     assert got[2]["code"] == "INVALID_PARAMETER" and "color" in got[2]["error"]
+
+
+def test_wasm_refuses_aliasing_and_freed_images_and_keeps_working(page):
+    got = page.evaluate("""async () => {
+      const { loadVeil } = await import('./veil-wasm.js');
+      const veil = await loadVeil(new URL('./veil_wasm.wasm', location.href));
+      const out = {};
+      const grab = (name, fn) => { try { fn(); out[name] = 'ok'; } catch (e) { out[name] = e.name + ' ' + e.codeName + ': ' + e.message; } };
+      const a = veil.imageFrom(new Uint8Array(4 * 4 * 4).fill(200), 4, 4, 4);
+      const b = veil.createImage(4, 4, 4);
+      const c = veil.createImage(5, 4, 4);
+      grab('same', () => veil.gaussianBlur(a, a, 1));
+      grab('shape', () => veil.boxBlur(a, c, 1));
+      grab('bad', () => veil.pixelate(a, b, 0));
+      // After the failures above, the same images still work.
+      grab('after', () => veil.pixelate(a, b, 2));
+      out.pixels = Array.from(b.data.slice(0, 4));
+      c.free();
+      grab('freed', () => veil.fill(c, [1, 2, 3]));
+      a.free();
+      b.free();
+      out.shared = (await loadVeil()) === veil;
+      return out;
+    }""")
+    assert got["same"] == "VeilError INVALID_PARAMETER: dst: must be a different image from src"
+    assert got["shape"] == "VeilError INVALID_IMAGE: images differ in shape: 4x4x4 and 5x4x4"
+    assert got["bad"] == "VeilError INVALID_PARAMETER: block_px: must be at least 1"
+    assert got["after"] == "ok" and got["pixels"] == [200, 200, 200, 200]
+    assert got["freed"] == "VeilError INVALID_PARAMETER: image: this image is freed"
+    assert got["shared"] is True

@@ -8,7 +8,7 @@ const CACHE = 'veil-page-v1';
 // scripts/build_web.sh checks that this list names every file the page loads.
 const FILES = [
   './', 'index.html', 'style.css', 'app.js', 'detector.js', 'detect-worker.js', 'veil-wasm.js', 'clean.js',
-  'regions.js', 'sniff.js', 'veil_wasm.wasm', 'models/centerface.onnx',
+  'regions.js', 'sniff.js', 'veil_wasm_bindings.js', 'veil_wasm.wasm', 'models/centerface.onnx',
   'ort/ort.wasm.min.mjs', 'ort/ort-wasm-simd-threaded.mjs', 'ort/ort-wasm-simd-threaded.wasm',
   'heif/libheif-bundle.mjs', 'manifest.webmanifest', 'icons/icon-192.png', 'icons/icon-512.png',
 ];

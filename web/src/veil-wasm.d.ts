@@ -1,9 +1,10 @@
-// Types of veil-wasm.js: veil's Rust core compiled to WebAssembly.
+// Types of veil-wasm.js: veil's Rust core compiled to WebAssembly. (The
+// wasm-bindgen bindings under it, veil_wasm_bindings.js, are internal.)
 
 export declare const ErrorCode: Readonly<{
   INVALID_PARAMETER: 1;
   INVALID_IMAGE: 2;
-  /** A bug in veil (a Rust panic). The module is unusable afterwards: load it again. */
+  /** A bug in veil (a Rust panic). The module is unusable afterwards: reload the page (or worker). */
   PANIC: 3;
 }>;
 
@@ -108,4 +109,5 @@ export declare class Veil {
   faceSearch(image: WasmImage, settings?: { threshold?: number; maxSidePx?: number; tiles?: boolean; rotations?: boolean }): FaceSearch;
 }
 
+/** Loads the module once per page or worker; later calls share it. */
 export declare function loadVeil(source?: URL | string | Response | ArrayBuffer | ArrayBufferView): Promise<Veil>;
