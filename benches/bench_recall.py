@@ -113,7 +113,8 @@ TOOLS = {
 }
 for _t in ("0.15", "0.1"):
     TOOLS["t" + _t] = (f"veil threshold {_t}", {"threshold": float(_t)})
-for _t in ("0.1", "0.15", "0.2", "0"):
+# The tiles' gate, as a share of the threshold (the core's Settings::tile_gate).
+for _t in ("0", "0.5", "0.75", "1"):
     TOOLS["g" + _t] = (f"veil tile gate {_t}", {"search": {"tile_gate": float(_t)}})
 
 
