@@ -1389,6 +1389,17 @@ def _iter_elements(fp: BinaryIO, start: int, end: int) -> Iterator[Tuple[int, in
         pos = data + size
 
 
+
+def _mkv_allowed(element: int, bad: dict, ok, what: str, findings: List[str]) -> bool:
+    """Whether a Matroska element may stay; a finding is noted when not."""
+    if element in bad:
+        findings.append(bad[element])
+        return False
+    if element not in ok:
+        findings.append(f"unexplained {what} {element:#x}")
+        return False
+    return True
+
 def _scan_matroska(fp: BinaryIO, size: int, findings: List[str]) -> None:
     def read(start: int, end: int) -> bytes:
         fp.seek(start)
@@ -1405,16 +1416,11 @@ def _scan_matroska(fp: BinaryIO, size: int, findings: List[str]) -> None:
             continue
         seen_segment = True
         for top, t_start, t_end in _iter_elements(fp, start, end):
-            if top in _MKV_TOP_BAD:
-                findings.append(_MKV_TOP_BAD[top])
-            elif top not in _MKV_TOP_OK:
-                findings.append(f"unexplained element {top:#x}")
-            elif top == 0x1549A966:
-                for e, e_start, e_end in _iter_elements(fp, t_start, t_end):
-                    if e in _MKV_INFO_BAD:
-                        findings.append(_MKV_INFO_BAD[e])
-                    elif e not in _MKV_INFO_OK:
-                        findings.append(f"unexplained info element {e:#x}")
+            if not _mkv_allowed(top, _MKV_TOP_BAD, _MKV_TOP_OK, "element", findings):
+                continue
+            if top == 0x1549A966:
+                for e, _, _ in _iter_elements(fp, t_start, t_end):
+                    _mkv_allowed(e, _MKV_INFO_BAD, _MKV_INFO_OK, "info element", findings)
             elif top == 0x1654AE6B:
                 for e, e_start, e_end in _iter_elements(fp, t_start, t_end):
                     if e != _MKV_TRACK_ENTRY:
