@@ -1389,7 +1389,6 @@ def _iter_elements(fp: BinaryIO, start: int, end: int) -> Iterator[Tuple[int, in
         pos = data + size
 
 
-
 def _mkv_allowed(element: int, bad: dict, ok, what: str, findings: List[str]) -> bool:
     """Whether a Matroska element may stay; a finding is noted when not."""
     if element in bad:
