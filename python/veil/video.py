@@ -1399,6 +1399,7 @@ def _mkv_allowed(element: int, bad: dict, ok, what: str, findings: List[str]) ->
         return False
     return True
 
+
 def _scan_matroska(fp: BinaryIO, size: int, findings: List[str]) -> None:
     def read(start: int, end: int) -> bytes:
         fp.seek(start)
