@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from veil import _veil  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+from _bordercut import cut  # noqa: E402
 from veil import detect as vd  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
@@ -57,24 +60,6 @@ def covered(box, faces, mask_scale=1.3) -> float:
         if rx > 0 and ry > 0:
             under |= ((xs - (fl + fr) / 2) / rx) ** 2 + ((ys - (ft + fb) / 2) / ry) ** 2 <= 1
     return float(under.mean())
-
-
-def cut(image: np.ndarray, box, edge: str, share: float):
-    """The crop of ``image`` that keeps ``share`` of ``box`` inside, cut at
-    ``edge``; returns the crop and the visible part of the box in it."""
-    h, w = image.shape[:2]
-    l, t, r, b = box
-    if edge == "left":
-        x0 = int(round(r - share * (r - l)))
-        return image[:, x0:], (0, t, r - x0, b)
-    if edge == "right":
-        x1 = int(round(l + share * (r - l)))
-        return image[:, :x1], (l, t, x1, b)
-    if edge == "top":
-        y0 = int(round(b - share * (b - t)))
-        return image[y0:], (l, 0, r, b - y0)
-    y1 = int(round(t + share * (b - t)))
-    return image[:y1], (l, t, r, y1)
 
 
 def main() -> int:

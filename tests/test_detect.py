@@ -17,6 +17,8 @@ import pytest
 from veil import _veil
 from veil import detect as vd
 
+from _bordercut import cut
+
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 GROUPS = FACES / "groups"
 needs_photos = pytest.mark.skipif(not (GROUPS / "boxes.json").is_file(), reason="shared face photos absent")
@@ -446,23 +448,6 @@ def test_box_iou_of_known_boxes():
 # --- faces cut by the photo's edge ------------------------------------------
 
 PORTRAITS = FACES / "portraits"
-
-
-def cut(image: np.ndarray, box, edge: str, share: float):
-    """The crop of ``image`` keeping ``share`` of ``box`` inside, cut at
-    ``edge``; returns the crop and the visible part of the box in it."""
-    l, t, r, b = box
-    if edge == "left":
-        x0 = int(round(r - share * (r - l)))
-        return image[:, x0:], (0, t, r - x0, b)
-    if edge == "right":
-        x1 = int(round(l + share * (r - l)))
-        return image[:, :x1], (l, t, x1, b)
-    if edge == "top":
-        y0 = int(round(b - share * (b - t)))
-        return image[y0:], (l, 0, r, b - y0)
-    y1 = int(round(t + share * (b - t)))
-    return image[:y1], (l, t, r, y1)
 
 
 def uncovered_cuts(image: np.ndarray, share: float) -> list:
