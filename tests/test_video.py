@@ -111,6 +111,38 @@ def test_tracks_cover_before_first_and_after_last_detection():
     assert track.longest_gap() == 1
 
 
+def test_a_detection_that_jumped_is_covered_with_where_the_face_was_heading():
+    tracker = video._Tracker(hold=5)
+    tracker.update(0, [(np.array([100.0, 100, 200, 200]), 0.9)])
+    tracker.update(1, [(np.array([110.0, 100, 210, 200]), 0.9)])
+    # Expected near x 120-220; the detector boxes something 60 px above.
+    tracker.update(2, [(np.array([120.0, 40, 220, 140]), 0.9)], create=False)
+    (track,) = tracker.live
+    assert list(track.boxes[-1]) == [120, 40, 220, 140]  # the track follows the detection
+    cover = track.covers[-1]
+    assert cover[1] <= 40 and cover[3] >= 200 - 1  # both places are covered
+    # One already seen in this frame is not matched again.
+    assert tracker.update(2, [(np.array([120.0, 40, 220, 140]), 0.9)], create=False) == []
+    assert track.frames == [0, 1, 2]
+
+
+def test_regular_searches_alternate_complete_and_quick(two_faces_mp4, tmp_path, monkeypatch):
+    calls = []
+    full = video._Detector.full
+
+    def spy(self, rgb, tiles=None, rotations=True):
+        calls.append((tiles, rotations))
+        return full(self, rgb, tiles, rotations)
+
+    monkeypatch.setattr(video._Detector, "full", spy)
+    report = video.anonymize_video(two_faces_mp4, tmp_path / "out.mp4", full_search_every=4)
+    assert report.full_searches == len(calls) >= 15  # 60 frames: every 4th at least
+    assert calls[0] == (None, True)  # the first frame gets the complete search
+    assert (False, False) in calls  # quick ones, shrunk and mirrored only
+    complete = sum(c == (None, True) for c in calls)
+    assert complete >= 60 // 8
+
+
 # --------------------------------------------------------------------------
 # What is kept: size, rate, rotation, range, containers
 # --------------------------------------------------------------------------

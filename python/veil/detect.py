@@ -177,13 +177,32 @@ def _as_rgb(image: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _check_options(threshold, max_side_px) -> None:
+    """Raises TypeError or ValueError for a bad threshold or max_side_px."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    if isinstance(max_side_px, bool) or not isinstance(max_side_px, (int, np.integer)):
+        raise TypeError(f"max_side_px must be an integer, got {type(max_side_px).__name__}")
+    if max_side_px < INPUT_MULTIPLE_PX * 2 or max_side_px % INPUT_MULTIPLE_PX:
+        raise ValueError(
+            f"max_side_px must be a multiple of {INPUT_MULTIPLE_PX}, at least {INPUT_MULTIPLE_PX * 2}; "
+            f"got {max_side_px}"
+        )
+
+
 def _detect_array(
-    rgb: np.ndarray, threshold: float, max_side_px: int, tiles: bool, session, rotations: bool = True
+    rgb: np.ndarray, threshold: float, max_side_px: int, tiles: bool, session, rotations: bool = True,
+    input_px: Optional[list] = None,
 ) -> np.ndarray:
     """All passes merged: an (N, 15) float32 array sorted by score. The core
-    plans and merges; this loop only runs the network."""
+    plans and merges; this loop only runs the network. ``input_px``, when
+    given, gets the pixel count of each network input (what a search costs)."""
     search = _veil.FaceSearch(rgb, threshold, max_side_px, tiles, rotations)
     while (blob := search.next_input()) is not None:
+        if input_px is not None:
+            input_px.append(blob.shape[2] * blob.shape[3])
         search.push_output(*session.run(_OUTPUT_NAMES, {_INPUT_NAME: blob}))
     return search.finish()
 
@@ -216,17 +235,7 @@ def detect_faces(
     Returns a list of :class:`Face`, best score first; empty if none.
     Thread-safe; the heavy work releases the GIL.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-    if isinstance(max_side_px, bool) or not isinstance(max_side_px, (int, np.integer)):
-        raise TypeError(f"max_side_px must be an integer, got {type(max_side_px).__name__}")
-    if max_side_px < INPUT_MULTIPLE_PX * 2 or max_side_px % INPUT_MULTIPLE_PX:
-        raise ValueError(
-            f"max_side_px must be a multiple of {INPUT_MULTIPLE_PX}, at least {INPUT_MULTIPLE_PX * 2}; "
-            f"got {max_side_px}"
-        )
+    _check_options(threshold, max_side_px)
     session = _session(providers)
     rows = _detect_array(_as_rgb(image), float(threshold), int(max_side_px), bool(tiles), session, bool(rotations))
     return [

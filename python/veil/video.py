@@ -24,14 +24,19 @@ Why tracking
       is covered while it approached too.
 
 Why not a full search on every frame
-    A full search (the whole frame shrunk to ``max_side_px``, plus
-    full-resolution tiles with ``tiles=True``) runs at least every
-    ``full_search_every`` frames, on the first frame, and on any frame where
-    a track is lost. In between, each live track is searched for in a crop
-    around its predicted box, at full resolution, which costs a fraction of
-    a full search and keeps the boxes on the face. A face that enters
-    between two full searches is found at the next one, at most
-    ``full_search_every - 1`` frames later, and the look-ahead (never
+    A full search of the frame runs every ``full_search_every`` frames,
+    from the first. Every other one is complete (:func:`veil.detect.
+    detect_faces` as for a photo: shrunk, mirrored, turned, and with
+    ``tiles=True`` the fine pass and tiles); the ones between are quick (the
+    shrunk frame and its mirror image), for faces that come into view large.
+    In between, each face seen in two frames (or seen once, in the frame
+    before) is searched for in a crop around its predicted box, upright and
+    mirrored, which costs a fraction of a full search and keeps the boxes on
+    the face; a face that its crop misses gets a second look in a crop twice
+    as wide with the fine pass, and the whole frame is searched when that
+    would cost as much, as it is when the crops would. A face that enters
+    between two full searches is found at a later one, at most
+    ``2 * full_search_every - 1`` frames later, and the look-ahead (never
     shorter than that) covers those frames too.
 
 What is written
@@ -120,13 +125,19 @@ _MATCH_IOU = 0.1
 # A matched detection narrower or shorter than this share of the predicted
 # box is taken as a partial one (see _Tracker.update).
 _SHRUNK = 0.8
+# A matched detection overlapping the predicted box less than this (IoU) is
+# covered together with it (see _Tracker.update).
+_JUMPED = 0.5
 _MATCH_CENTRE = 0.75
 # A crop searched around a tracked face: this many times its size (at
 # least _CROP_MIN_PX), shrunk so that the face is about _CROP_FACE_PX in the
 # network's input (CenterFace finds faces from about 12 px to several
 # hundred, so this is well inside its range and costs a few thousand pixels
 # per face). When the crops together would cost more than _CROP_MAX_SHARE
-# of a full search, the whole frame is searched instead.
+# of the last full search (both counted in network input pixels, plus
+# _CROP_CALL_PX for each call's fixed cost: about 1.3 ms, what ~8,000 pixels
+# cost, measured with onnxruntime on 2 cores), the whole frame is searched
+# instead.
 _CROP_FACTOR = 2.5
 _CROP_MIN_PX = 64
 _CROP_FACE_PX = 64
@@ -381,6 +392,8 @@ class _Tracker:
         self.expire(frame)
         pairs = []
         for ti, track in enumerate(self.live):
+            if track.frames and track.last == frame:
+                continue  # already seen in this frame
             predicted = track.predict(frame)
             size = max(1.0, _size(predicted))
             centre = np.array([(predicted[0] + predicted[2]) / 2, (predicted[1] + predicted[3]) / 2])
@@ -410,6 +423,12 @@ class _Tracker:
                 # The union also stands for the face in the track, so the
                 # next frame is not expected where the part was.
                 box = cover = np.concatenate([np.minimum(box[:2], predicted[:2]), np.maximum(box[2:], predicted[2:])])
+            elif _iou(box, predicted) < _JUMPED:
+                # Far from where the face was heading: the detector may have
+                # boxed part of it (a face cut by the frame's edge, beside its
+                # mirror image in the search's border). Cover both places;
+                # the track follows the detection.
+                cover = np.concatenate([np.minimum(box[:2], predicted[:2]), np.maximum(box[2:], predicted[2:])])
             track.add(frame, box, score, cover)
         for di, (box, score) in enumerate(detections):
             if create and di not in used_d:
@@ -439,57 +458,84 @@ def _covers_at(tracks: Sequence[_Track], frame: int, hold: int, lookahead: int) 
 
 class _Detector:
     def __init__(self, threshold: float, max_side_px: int, tiles: bool, providers) -> None:
-        from .detect import detect_faces
+        from . import detect
 
-        self._detect = detect_faces
-        self.options = {"threshold": threshold, "max_side_px": max_side_px, "providers": providers}
+        detect._check_options(threshold, max_side_px)
+        self._detect = detect
+        self._session = detect._session(providers)
+        self.threshold = float(threshold)
+        self.max_side_px = int(max_side_px)
         self.tiles = tiles
         self.full_searches = 0
         self.crop_searches = 0
+        # What the last whole-frame search as asked (self.tiles) cost: the
+        # pixels it fed the network plus each call's fixed cost.
+        self.full_cost: Optional[float] = None
 
-    def full(self, rgb: np.ndarray, tiles: Optional[bool] = None) -> List[Tuple[np.ndarray, float]]:
+    def _search(self, rgb: np.ndarray, max_side_px: int, tiles: bool, rotations: bool) -> Tuple[list, float]:
+        px: List[int] = []
+        rows = self._detect._detect_array(
+            self._detect._as_rgb(rgb), self.threshold, max_side_px, tiles, self._session, rotations, px
+        )
+        faces = [(np.array(r[:4], dtype=np.float64), float(r[4])) for r in rows]
+        return faces, float(sum(px) + _CROP_CALL_PX * len(px))
+
+    def full(self, rgb: np.ndarray, tiles: Optional[bool] = None, rotations: bool = True) -> List[Tuple[np.ndarray, float]]:
         self.full_searches += 1
-        faces = self._detect(rgb, tiles=self.tiles if tiles is None else (tiles and self.tiles), **self.options)
-        return [(np.array(f.box, dtype=np.float64), f.score) for f in faces]
+        tiles = self.tiles if tiles is None else (tiles and self.tiles)
+        faces, cost = self._search(rgb, self.max_side_px, tiles, rotations)
+        if tiles == self.tiles and rotations:
+            self.full_cost = cost
+        return faces
 
-    def crops(self, rgb: np.ndarray, predicted: Sequence[np.ndarray]) -> Optional[List[Tuple[np.ndarray, float]]]:
+    def crops(
+        self, rgb: np.ndarray, predicted: Sequence[np.ndarray], wide: bool = False
+    ) -> Optional[List[Tuple[np.ndarray, float]]]:
         """Searches crops around the predicted boxes; None when the crops
-        would cost about as much as a full search."""
+        would cost about as much as a full search.
+
+        A crop follows a face that is already known, upright or turned as it
+        was found, so it is searched upright and mirrored only: the turned
+        copies are the whole-frame search's, for faces not yet found.
+        ``wide``: the second look for a face its crop missed: twice as wide
+        (fast motion), with the fine pass (a face blurred or dimmed); None
+        only when it would cost more than a full search."""
         h, w = rgb.shape[:2]
-        windows = []
+        windows: List[Tuple[int, int, int, int, float]] = []
         cost = 0.0
         for box in predicted:
             if _inside_share(box, rgb.shape) < 0.5:
                 continue  # leaving the frame
             size = max(1.0, _size(box))
-            side = max(_CROP_MIN_PX, _CROP_FACTOR * size)
+            side = max(_CROP_MIN_PX, _CROP_FACTOR * size) * (2 if wide else 1)
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
             x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
             if x1 - x0 < 16 or y1 - y0 < 16:
                 continue
-            scale = min(1.0, _CROP_FACE_PX / size)
+            windows.append((x0, y0, x1, y1, min(1.0, _CROP_FACE_PX / size)))
+        # Input pixels per crop pixel and calls: the upright pass (framed by
+        # the core's border, an eighth of the longer side at each edge) and
+        # the mirrored one; for the second look also the fine pass at twice
+        # the size.
+        per_px, calls = (1.25**2 + 1 + 4, 3) if wide else (1.25**2 + 1, 2)
+        searches = []
+        for x0, y0, x1, y1, scale in windows:
             longest = max(x1 - x0, y1 - y0) * scale
             max_side = max(64, int(math.ceil(longest / 32)) * 32)
-            cost += (x1 - x0) * (y1 - y0) * min(1.0, max_side / max(x1 - x0, y1 - y0)) ** 2
-            windows.append((x0, y0, x1, y1, max_side))
-        # What a full search feeds the network: the shrunk frame, plus the
-        # whole frame again in tiles when they run; each crop also pays a
-        # call's fixed cost.
-        shrink = min(1.0, self.options["max_side_px"] / max(w, h))
-        full = w * h * shrink * shrink + (w * h if self.tiles and shrink < 1.0 else 0)
-        if cost + _CROP_CALL_PX * len(windows) > _CROP_MAX_SHARE * full:
+            area = (x1 - x0) * (y1 - y0) * min(1.0, max_side / max(x1 - x0, y1 - y0)) ** 2
+            cost += area * per_px + calls * _CROP_CALL_PX
+            searches.append((x0, y0, x1, y1, max_side))
+        if self.full_cost is None or cost > (1.0 if wide else _CROP_MAX_SHARE) * self.full_cost:
             return None
         found: List[Tuple[np.ndarray, float]] = []
-        for x0, y0, x1, y1, max_side in windows:
+        for x0, y0, x1, y1, max_side in searches:
             self.crop_searches += 1
             crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            options = dict(self.options, max_side_px=max_side)
-            for f in self._detect(crop, tiles=False, **options):
-                box = np.array(f.box, dtype=np.float64) + np.array([x0, y0, x0, y0])
+            for box, score in self._search(crop, max_side, wide, False)[0]:
                 # A face cut by the crop's edge is boxed too small; the
                 # track's own search finds it whole next time, or a full one.
-                found.append((box, f.score))
+                found.append((box + np.array([x0, y0, x0, y0]), score))
         # Crops can overlap (two faces side by side): keep the best of duplicates.
         found.sort(key=lambda d: -d[1])
         kept: List[Tuple[np.ndarray, float]] = []
@@ -702,7 +748,8 @@ def anonymize_video(
     behaves; it is there to measure what tracking adds. ``hold_s`` and
     ``lookahead_s`` are how long a face stays covered after its last and
     before its first detection; ``full_search_every`` how often, in frames,
-    the whole frame is searched (crops around tracked faces in between).
+    the whole frame is searched (every other time in full detail, shrunk in
+    between; crops around tracked faces on the other frames).
 
     ``crf``: quality, 0-51 (lower is better; default :data:`DEFAULT_CRF`).
     ``keep_audio``: copy the sound (re-encoded when the output container
@@ -795,7 +842,8 @@ def _run(
     hold = int(math.ceil(hold_s * fps)) if tracking else 0
     lookahead = int(math.ceil(lookahead_s * fps)) if tracking else 0
     if tracking:
-        lookahead = max(lookahead, full_search_every - 1)
+        # A small face is found by a complete search, every other regular one.
+        lookahead = max(lookahead, 2 * full_search_every - 1)
     every = full_search_every if tracking else 1
     notes: List[str] = []
     stop = threading.Event()
@@ -987,6 +1035,7 @@ def _run(
     keep_hits = [0] * len(keep_specs)
     frames_read = 0
     last_full = -10**9
+    regular = 0
 
     def boxes_for(index: int) -> List[np.ndarray]:
         if tracking:
@@ -1040,18 +1089,37 @@ def _run(
                 due = index - last_full >= every
                 search = due  # the whole frame
                 tiles = None  # as asked (full-resolution tiles for small faces)
-                if not due and live:
-                    detections = detector.crops(rgb, [t.predict(index) for t in live])
+                rotations = True
+                # Crops follow the faces seen in two frames, and a face seen
+                # once in the frame after. A face seen once and then missed
+                # is most often a false one (in crowds, a dozen flicker in and
+                # out of every frame): it stays covered for the hold, and the
+                # next full search looks for it again.
+                followed = [t for t in live if len(t.frames) >= 2 or t.last == index - 1]
+                if not due and followed:
+                    detections = detector.crops(rgb, [t.predict(index) for t in followed])
                     # Crops only follow known faces (a crop also shows parts
                     # of its neighbours); new faces are the full search's.
                     lost = [] if detections is None else tracker.update(index, detections, create=False)
-                    # A face that left the frame is not lost.
-                    lost = [t for t in lost if _inside_share(t.predict(index), rgb.shape) >= 0.5]
+                    # A face that left the frame is not lost, nor one seen once.
+                    lost = [t for t in lost if len(t.frames) >= 2 and _inside_share(t.predict(index), rgb.shape) >= 0.5]
                     if detections is None:
-                        search = True  # the crops would cost as much
-                    elif any(t.last == index - 1 for t in lost):
+                        # The crops would cost as much: the whole frame,
+                        # without the turned copies (the faces followed are
+                        # already known; new ones are the regular search's).
+                        search = True
+                        rotations = False
+                    elif any(t.last == index - 1 for t in lost) and (
+                        second := detector.crops(rgb, [t.predict(index) for t in lost if t.last == index - 1], wide=True)
+                    ) is not None:
                         # A track seen in the previous frame is not in its
-                        # crop: search the whole frame now, with this frame's
+                        # crop: a second look, wider and finer. A face still
+                        # not found stays covered for the hold, and the next
+                        # full search looks for it in the whole frame.
+                        tracker.update(index, second, create=False)
+                    elif any(t.last == index - 1 for t in lost):
+                        # The same, where the second look would cost more:
+                        # search the whole frame now, with this frame's
                         # crop results withdrawn. (A track already missing
                         # waits for the regular full search: it was looked
                         # for in the whole frame when it went missing.)
@@ -1063,13 +1131,22 @@ def _run(
                         if not due:
                             # Looking for known faces: the tiles, which find
                             # only small ones, are needed only for a small one.
-                            shrink = min(1.0, detector.options["max_side_px"] / max(rgb.shape[:2]))
+                            shrink = min(1.0, detector.max_side_px / max(rgb.shape[:2]))
                             tiles = any(_size(t.boxes[-1]) * shrink < _SMALL_FACE_PX for t in lost)
                 # With no face in sight nothing is searched until the next
                 # full search is due: the look-ahead, never shorter than the
                 # interval, covers a new face's frames before it is found.
                 if search:
-                    tracker.update(index, detector.full(rgb, tiles))
+                    if due:
+                        # Every other regular search is quick: the whole
+                        # frame shrunk and mirrored, for faces that come into
+                        # view large; the complete one (fine pass, tiles,
+                        # turned copies) finds the small and the sideways.
+                        quick = regular % 2 == 1
+                        regular += 1
+                        tracker.update(index, detector.full(rgb, False if quick else None, not quick))
+                    else:
+                        tracker.update(index, detector.full(rgb, tiles, rotations))
                     last_full = index
             buffer.append(("frame", index, rgb, pts, tb))
             emit(index - lookahead)
@@ -1508,8 +1585,8 @@ def add_blur_options(parser) -> None:
     g.add_argument("--lookahead", type=bounded(float, 0.0, 60.0), default=DEFAULT_LOOKAHEAD_S, metavar="SECONDS",
                    help="and this long before it was first detected (default: %(default)s)")
     g.add_argument("--full-search-every", type=bounded(int, 1, 300), default=DEFAULT_FULL_SEARCH_EVERY, metavar="N",
-                   help="search the whole frame at least every N frames; in between, around tracked faces "
-                   "(default: %(default)s)")
+                   help="search the whole frame every N frames (every other time in full detail, the others "
+                   "shrunk); in between, around tracked faces (default: %(default)s)")
     g.add_argument("--no-tracking", dest="tracking", action="store_false",
                    help="cover each frame's own detections only (a face missed in one frame shows in it)")
 
