@@ -49,7 +49,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -60,30 +59,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import _videoclips as vc  # noqa: E402
+from bench_pipeline import run_timed  # noqa: E402  (a child process's own wall, CPU and peak memory)
 
 GROUPS = REPO.parent / "shared" / "data" / "faces" / "groups"
 SIZE = (1920, 1080)
-
-_LAUNCHER = r"""
-import json, os, subprocess, sys, time
-start = time.perf_counter()
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-err = proc.stderr.read()
-_, status, usage = os.wait4(proc.pid, 0)
-wall = time.perf_counter() - start
-print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "kib": usage.ru_maxrss,
-                  "rc": os.waitstatus_to_exitcode(status), "stderr": err.decode(errors="replace")[-600:]}))
-"""
-
-
-def run_timed(cmd: list) -> dict:
-    done = subprocess.run([sys.executable, "-c", _LAUNCHER, *map(str, cmd)], capture_output=True, text=True,
-                          check=True)
-    r = json.loads(done.stdout)
-    if r["rc"] != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({r['rc']}): {r['stderr']}")
-    return r
-
 
 def find_deface(given):
     for c in (given, os.environ.get("VEIL_BENCH_DEFACE"), str(REPO / ".venv-bench" / "bin" / "deface"),
@@ -162,7 +141,7 @@ def main() -> int:
                   f"{'flashes':>8} {'flash frames':>12}")
             for tool, cmd in tools.items():
                 out = tmp / f"{clip_name}.{tool.split()[0]}.{abs(hash(tool))}.mp4"
-                r = run_timed(cmd(src, out))
+                wall, cpu, mb = run_timed(cmd(src, out))
                 frames = vc.read_frames(out)
                 n = min(len(frames), len(clip.truth))
                 flashes, _ = vc.count_flashes(frames[:n], clip.truth[:n])
@@ -170,14 +149,14 @@ def main() -> int:
                 note = "" if len(frames) == len(clip.truth) else f"  ({len(frames)} frames written!)"
                 t = totals[tool]
                 t["frames"] += len(clip.truth)
-                t["wall"] += r["wall"]
-                t["cpu"] += r["cpu"]
-                t["mb"] = max(t["mb"], r["kib"] / 1024)
+                t["wall"] += wall
+                t["cpu"] += cpu
+                t["mb"] = max(t["mb"], mb)
                 t["flashes"] += flashes
                 t["flash_frames"] += flash_frames
                 t["faces"] += faces
-                print(f"{tool:28} {r['wall']:7.1f} {r['cpu']:7.1f} {len(clip.truth) / r['cpu']:12.2f} "
-                      f"{r['kib'] / 1024:8.0f} {flashes:8d} {flash_frames:12d}{note}", flush=True)
+                print(f"{tool:28} {wall:7.1f} {cpu:7.1f} {len(clip.truth) / cpu:12.2f} "
+                      f"{mb:8.0f} {flashes:8d} {flash_frames:12d}{note}", flush=True)
     print("\nall clips")
     base = totals["deface --replacewith solid"]
     base_rate = base["frames"] / base["cpu"]
