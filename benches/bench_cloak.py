@@ -63,7 +63,11 @@ Exploring:        ``--ensemble a,b``, ``--set MASKING_FLOOR=0.35``, ``--linf 32`
                   (a veil.cloak constant, or the modes' bound, for one run),
                   ``--set TI_SIGMA_CROP_PX=4`` (translation-invariant
                   gradient), ``--decoy 16`` (targeted, toward the mean of the
-                  16 faces of portraits/ and groups/ farthest from each face)
+                  16 faces of portraits/ and groups/ farthest from each face),
+                  ``--set GHOST_KEEP=0.99 --set GHOST_SKIP=0.2`` (ghost
+                  networks; the gradient graphs with ghost inputs are built
+                  in memory by tools/recognizers/make_gradient_graph.py,
+                  which needs the dev environment's ``onnx``)
 """
 
 from __future__ import annotations
@@ -432,6 +436,35 @@ def _set_option(spec: str) -> Tuple[str, object]:
     return name, value
 
 
+def _use_ghost_graphs(vc, ensemble: Sequence[str], threads: int) -> None:
+    """Gives each ensemble recognizer a gradient graph with ghost inputs
+    (``veil.cloak.GHOST_KEEP`` / ``GHOST_SKIP``), built in memory from its
+    shipped forward model, where the shipped graph has none."""
+    try:
+        import onnx
+    except ImportError:
+        raise SystemExit("bench_cloak: ghost networks need the onnx package (requirements-dev.txt) for "
+                         "tools/recognizers/make_gradient_graph.py")
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(REPO / "tools" / "recognizers"))
+    from make_gradient_graph import ghost_inputs, make_gradient_graph
+
+    for name in ensemble:
+        rec = vc._recognizer(name)
+        if rec.ghost_inputs:
+            continue
+        model = onnx.load_from_string(rec._load(rec.sidecar["file"], rec.sidecar["sha256"]))
+        grad = make_gradient_graph(model, ghost_dropout=True, ghost_skip=True)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        rec._sessions[("grad", threads)] = ort.InferenceSession(grad.SerializeToString(), options,
+                                                                providers=["CPUExecutionProvider"])
+        rec.ghost_inputs = ghost_inputs(grad)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--folder", type=Path, default=None, help="a folder per identity (default: deepface/master.csv pairs)")
@@ -468,6 +501,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     overrides = dict(_set_option(spec) for spec in args.set)
     ensemble = vc.ENSEMBLE if args.ensemble is None else tuple(n.strip() for n in args.ensemble.split(",") if n.strip())
+    if overrides.get("GHOST_KEEP", 1.0) != 1.0 or overrides.get("GHOST_SKIP", 0.0) != 0.0:
+        _use_ghost_graphs(vc, ensemble, args.threads)
 
     recs, notes = load_recognizers(args.threads, not args.no_dlib)
     unseen = [r.name for r in recs if r.name not in ensemble]

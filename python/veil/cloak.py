@@ -266,6 +266,23 @@ MI_STEP = 2.5
 #: smoothed (:data:`SMOOTH_CROP_PX`); this smooths what each step adds.
 TI_SIGMA_CROP_PX = 0.0
 
+#: Ghost networks (Li et al. AAAI 2020): each step's gradient comes from a
+#: freshly eroded copy of the recognizer, sampled through the gradient
+#: graph's ghost inputs (``tools/recognizers/make_gradient_graph.py``).
+#: Dropout erosion: every activation's output is multiplied by a random
+#: mask, each element kept with probability :data:`GHOST_KEEP` (and divided
+#: by it); skip-connection erosion: every residual shortcut is scaled by a
+#: random factor uniform in ``[1 - GHOST_SKIP, 1 + GHOST_SKIP]`` (only
+#: MobileFace has residuals). ``GHOST_KEEP = 1`` and ``GHOST_SKIP = 0``:
+#: the plain recognizers (the gradient graphs' defaults). The shipped graphs
+#: have no ghost inputs (``build_models.py --grad-only --ghost`` writes them;
+#: ``benches/bench_cloak.py`` builds them in memory). Measured on 8 deepface
+#: photos in ``mid`` (README, Cloaking): against dlib, keep 0.99 with skip
+#: 0.2 protected 35% where the plain networks protected 60%, keep 0.995 45%,
+#: keep 0.998 55% (seed 1: 60% against 65%), skip erosion alone 60%: off.
+GHOST_KEEP = 1.0
+GHOST_SKIP = 0.0
+
 ProgressCallback = Callable[[int, int, int], None]
 
 
@@ -288,6 +305,8 @@ class _Recognizer:
         self.offset = np.float32(pre["offset"])
         self.bgr = pre["channels"] == "BGR"
         self.template = np.asarray(pre["template"], dtype=np.float64)
+        #: The gradient graph's ghost inputs (``{"name", "kind", "shape"}``).
+        self.ghost_inputs = list(self.sidecar.get("gradient_graph", {}).get("ghost_inputs", []))
         self._sessions: Dict[Tuple[str, int], Any] = {}
         self._lock = threading.Lock()
 
@@ -338,9 +357,23 @@ class _Recognizer:
             e = self.session("forward", threads).run(["embedding"], {"image": self.to_input(crop_hwc)})[0][0]
         return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
 
-    def loss_and_grad(self, crop_hwc: np.ndarray, target: np.ndarray, threads: int) -> Tuple[float, np.ndarray, np.ndarray]:
+    def ghost(self, rng: np.random.Generator, keep: float, skip: float) -> Dict[str, np.ndarray]:
+        """One ghost network: feeds for the gradient graph's ghost inputs
+        (dropout masks kept with probability ``keep``, shortcut factors in
+        ``[1 - skip, 1 + skip]``). Inputs left out stay at ones."""
+        feeds: Dict[str, np.ndarray] = {}
+        for g in self.ghost_inputs:
+            if g["kind"] == "dropout" and keep < 1.0:
+                kept = rng.random(g["shape"], dtype=np.float32) < np.float32(keep)
+                feeds[g["name"]] = np.multiply(kept, np.float32(1.0 / keep), dtype=np.float32)
+            elif g["kind"] == "skip" and skip > 0.0:
+                feeds[g["name"]] = rng.uniform(1.0 - skip, 1.0 + skip, [1]).astype(np.float32)
+        return feeds
+
+    def loss_and_grad(self, crop_hwc: np.ndarray, target: np.ndarray, threads: int,
+                      ghost: Optional[Dict[str, np.ndarray]] = None) -> Tuple[float, np.ndarray, np.ndarray]:
         loss, grad, emb = self.session("grad", threads).run(
-            ["loss", "grad", "embedding"], {"image": self.to_input(crop_hwc), "target": target[None]}
+            ["loss", "grad", "embedding"], {"image": self.to_input(crop_hwc), "target": target[None], **(ghost or {})}
         )
         return float(loss[0]), self.grad_to_pixels(grad), emb[0]
 
@@ -604,6 +637,18 @@ def _crop_adjoint(rec: _Recognizer, g: np.ndarray, m: np.ndarray, smoothed: bool
     return _veil.warp_affine_adjoint(g, m, shape[1], shape[0])
 
 
+def _ghost_settings(recs: Sequence[_Recognizer]) -> Tuple[float, float]:
+    """(:data:`GHOST_KEEP`, :data:`GHOST_SKIP`), checked against the models."""
+    keep = _check_real("GHOST_KEEP", GHOST_KEEP, 0.5, 1.0)
+    skip = _check_real("GHOST_SKIP", GHOST_SKIP, 0.0, 0.5)
+    for r in recs:
+        kinds = {g["kind"] for g in r.ghost_inputs}
+        if (keep < 1.0 and "dropout" not in kinds) or (skip > 0.0 and not kinds):
+            raise RuntimeError(f"the gradient graph of {r.name} has no ghost inputs: rebuild it with "
+                               "tools/recognizers/build_models.py --grad-only --ghost")
+    return keep, skip
+
+
 def _cloak_face(
     rgb: np.ndarray,
     landmarks: np.ndarray,
@@ -616,8 +661,18 @@ def _cloak_face(
     rng: np.random.Generator,
     threads: int,
     progress: Optional[Callable[[int, int], None]],
+    ghost_rng: Optional[np.random.Generator] = None,
 ) -> Tuple[np.ndarray, Tuple[int, int, int, int], float, Dict[str, Any]]:
-    """Returns (new region pixels uint8, region, scale applied, extras)."""
+    """Returns (new region pixels uint8, region, scale applied, extras).
+
+    ``ghost_rng`` draws the ghost networks (:data:`GHOST_KEEP`,
+    :data:`GHOST_SKIP`), apart from ``rng`` so that switching them on leaves
+    every other random choice as it was."""
+    keep, skip = _ghost_settings(recs)
+    ghosts = keep < 1.0 or skip > 0.0
+    if ghosts:
+        if ghost_rng is None:
+            ghost_rng = np.random.default_rng([int(rng.integers(2**32)), 1])
     st = _setup(rgb, landmarks, recs, smooth_px)
     smooth_px = st.smooth_px
     x = st.original
@@ -665,7 +720,8 @@ def _cloak_face(
         if robust:
             mm = _compose(_about_centre(_jitter(rng), rec.size), mm)
         crop = _crop(rec, seen, mm, smoothed)
-        _, g, _ = rec.loss_and_grad(crop, d, threads)
+        ghost = rec.ghost(ghost_rng, keep, skip) if ghosts else None
+        _, g, _ = rec.loss_and_grad(crop, d, threads, ghost)
         grad_seen = _crop_adjoint(rec, g, mm, smoothed, seen.shape[:2])
         # JPEG: straight-through; resize: its adjoint.
         grad_y = _veil.warp_affine_adjoint(grad_seen, down, ww, hh) if down is not None else grad_seen
@@ -956,6 +1012,7 @@ def cloak_with_report(
     loaded = source.loaded
 
     recs = [_recognizer(n) for n in names]
+    _ghost_settings(recs)
     targets = None if target is None else _target_embeddings(target, recs, n_threads)
 
     pixels = loaded.pixels
@@ -979,8 +1036,9 @@ def cloak_with_report(
             # Faces are cloaked one after the other on the photo so far, so
             # overlapping regions build on each other instead of undoing.
             face_rng = np.random.default_rng([seed, number])
+            ghost_rng = np.random.default_rng([seed, number, 1])
             region_px, region, scale, extra = _cloak_face(
-                out, lm, recs, targets, m, n_steps, smooth_px, robust, face_rng, n_threads, callback
+                out, lm, recs, targets, m, n_steps, smooth_px, robust, face_rng, n_threads, callback, ghost_rng
             )
         finally:
             if bar is not None:

@@ -60,6 +60,7 @@ MODELS = {
     },
     "faceres": {
         "dest": os.path.join(REPO, "python", "veil", "models", "recognizers"),
+        "ghost_exact": True,
         "tf_output": "global_pooling/Mean",
         "role": "cloaking ensemble",
         "upstream": {
@@ -74,6 +75,7 @@ MODELS = {
     },
     "mobileface": {
         "dest": os.path.join(REPO, "python", "veil", "models", "recognizers"),
+        "ghost_exact": True,
         "tf_output": "batchnorm0/add_1",
         "role": "cloaking ensemble",
         "upstream": {
@@ -84,6 +86,7 @@ MODELS = {
     },
     "faceres-deep": {
         "dest": os.path.join(REPO, "python", "veil", "models", "recognizers"),
+        "ghost_exact": True,
         "tf_output": "global_pooling/Mean",
         "role": "cloaking ensemble",
         "upstream": {
@@ -115,7 +118,7 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def build(name: str, src: str, with_grad: bool = True) -> dict:
+def build(name: str, src: str, with_grad: bool = True, ghost: bool = False) -> dict:
     spec = MODELS[name]
     os.makedirs(spec["dest"], exist_ok=True)
     out = os.path.join(spec["dest"], name + ".onnx")
@@ -150,15 +153,7 @@ def build(name: str, src: str, with_grad: bool = True) -> dict:
         side["preprocessing"] = {**like["preprocessing"], **spec["preprocessing_override"]}
         side["verification"] = spec["verification"]
     if with_grad and spec["role"] == "cloaking ensemble":
-        gpath = os.path.join(spec["dest"], name + ".grad.onnx")
-        onnx.save(make_gradient_graph.make_gradient_graph(model), gpath)
-        side["gradient_graph"] = {"file": name + ".grad.onnx", "sha256": sha256(gpath),
-                                  "bytes": os.path.getsize(gpath),
-                                  "made_by": "tools/recognizers/make_gradient_graph.py",
-                                  "inputs": {"image": [1, dims[1].dim_value, dims[2].dim_value, dims[3].dim_value],
-                                             "target": [1, emb]},
-                                  "outputs": {"loss": "cosine(embedding(image), target)", "grad": "d loss / d image",
-                                              "embedding": "the model's embedding of image"}}
+        write_gradient_graph(name, model, side, ghost)
     with open(side_path, "w") as f:
         json.dump(side, f, indent=2)
         f.write("\n")
@@ -166,14 +161,70 @@ def build(name: str, src: str, with_grad: bool = True) -> dict:
     return side
 
 
+def write_gradient_graph(name: str, model: onnx.ModelProto, side: dict, ghost: bool = False) -> None:
+    """The loss/gradient graph of ``model``, into ``side``.
+
+    ``ghost``: for the models marked ``ghost_exact`` (the default ensemble),
+    with ghost inputs (dropout masks after every activation, factors on
+    residual shortcuts; optional, ones by default), which veil.cloak's
+    GHOST_KEEP / GHOST_SKIP feed. Not shipped: measured, they did not help
+    (README, Cloaking), and the plain graphs are a little faster.
+    MobileFaceNet always gets a plain graph: with ghost inputs onnxruntime's
+    optimiser rounds it differently, so their defaults would not give its
+    gradient bit for bit."""
+    dest = MODELS[name]["dest"]
+    gpath = os.path.join(dest, name + ".grad.onnx")
+    ghost = ghost and MODELS[name].get("ghost_exact", False)
+    grad = make_gradient_graph.make_gradient_graph(model, ghost_dropout=ghost, ghost_skip=ghost)
+    onnx.save(grad, gpath)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    emb = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    side["gradient_graph"] = {"file": name + ".grad.onnx", "sha256": sha256(gpath),
+                              "bytes": os.path.getsize(gpath),
+                              "made_by": "tools/recognizers/make_gradient_graph.py",
+                              "inputs": {"image": [1, dims[1].dim_value, dims[2].dim_value, dims[3].dim_value],
+                                         "target": [1, emb]},
+                              "outputs": {"loss": "cosine(embedding(image), target)", "grad": "d loss / d image",
+                                          "embedding": "the model's embedding of image"}}
+    if ghost:
+        side["gradient_graph"]["inputs"]["ghost/..."] = "optional, ones by default: see ghost_inputs"
+        side["gradient_graph"]["ghost_inputs"] = make_gradient_graph.ghost_inputs(grad)
+
+
+def rebuild_gradient_graphs(names, ghost: bool = False) -> None:
+    """Only the gradient graphs, from the ONNX files already in the repo (no
+    TF.js files needed), and their sidecar entries."""
+    for name in names:
+        spec = MODELS[name]
+        if spec["role"] != "cloaking ensemble":
+            continue
+        side_path = os.path.join(spec["dest"], name + ".json")
+        side = json.load(open(side_path))
+        model = onnx.load(os.path.join(spec["dest"], side["file"]))
+        write_gradient_graph(name, model, side, ghost)
+        with open(side_path, "w") as f:
+            json.dump(side, f, indent=2)
+            f.write("\n")
+        g = side["gradient_graph"]
+        print(f"{g['file']}: {g['bytes']} bytes, {len(g.get('ghost_inputs', []))} ghost inputs, sha256 {g['sha256'][:16]}...")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--src", default="/tmp/human-models/package/models")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--no-grad", action="store_true")
+    ap.add_argument("--grad-only", action="store_true",
+                    help="rewrite only the gradient graphs, from the shipped ONNX files")
+    ap.add_argument("--ghost", action="store_true",
+                    help="gradient graphs with ghost inputs (veil.cloak's GHOST_KEEP / GHOST_SKIP; "
+                         "benches/bench_cloak.py builds them in memory when those are set)")
     args = ap.parse_args(argv)
+    if args.grad_only:
+        rebuild_gradient_graphs(args.models, args.ghost)
+        return
     for name in args.models:
-        build(name, args.src, not args.no_grad)
+        build(name, args.src, not args.no_grad, args.ghost)
 
 
 if __name__ == "__main__":

@@ -35,13 +35,23 @@ several consumers are summed.  Supported ops are exactly those
   MatMul (x @ constant W)        -> g @ W^T
   Pad (constant)                 -> Slice
 
+Ghost networks (Li et al., AAAI 2020), ``--ghost-dropout`` /
+``--ghost-skip``: extra optional inputs ``ghost/drop<i>`` (a mask of the
+shape of each activation's output, multiplied into it: dropout erosion) and
+``ghost/skip<i>`` (``[1]``, scaling each residual shortcut: skip-connection
+erosion), ones by default, listed as JSON in the metadata entry
+``veil.ghost_inputs``. Left at ones they give the plain graph's outputs bit
+for bit on veil's ensemble (tests/test_cloak_ghost.py); fed with random
+values, each call differentiates another ghost network.
+
 Usage::
 
-    python tools/recognizers/make_gradient_graph.py model.onnx model.grad.onnx
+    python tools/recognizers/make_gradient_graph.py model.onnx model.grad.onnx [--ghost-dropout --ghost-skip]
 """
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Dict, List
 
 import numpy as np
@@ -218,9 +228,89 @@ def backward_rules(b: _Builder, node, g: str, needs) -> Dict[str, str]:
     return out
 
 
+#: Metadata key listing a gradient graph's ghost inputs (JSON, as
+#: :func:`add_ghost_inputs` returns them); :func:`ghost_inputs` reads it.
+GHOST_METADATA = "veil.ghost_inputs"
+
+#: Activations whose outputs dropout erosion masks (every one veil's
+#: recognizers use).
+GHOST_ACTIVATIONS = ("Relu", "PRelu", "Clip")
+
+
+def add_ghost_inputs(model: onnx.ModelProto, dropout: bool = True, skip: bool = True,
+                     input_name: str = "image") -> List[dict]:
+    """Ghost networks (Li et al., AAAI 2020), as graph inputs: edits the
+    batch-1 ``model`` in place and returns the new inputs, each
+    ``{"name", "kind", "shape"}``.
+
+    * ``dropout``: the output ``a`` of every activation (Relu, PRelu, Clip)
+      that depends on the image becomes ``a * mask``, ``mask`` an input of
+      ``a``'s shape (dropout erosion: the caller feeds ``bernoulli(keep) /
+      keep``);
+    * ``skip``: every residual ``Add(x, f(x))`` (both operands depend on the
+      image) becomes ``Add(x * s, f(x))``, ``s`` a ``[1]`` input (skip
+      connection erosion: the caller feeds ``s ~ U[1 - l, 1 + l]``). The
+      shortcut ``x`` is the operand computed first.
+
+    Masks of ones give back the model's own function exactly (``v * 1 ==
+    v`` in floating point); :func:`make_gradient_graph` then makes each of
+    these inputs optional, with ones as its default.
+    """
+    g = model.graph
+    shapes = {}
+    inferred = shape_inference.infer_shapes(model, strict_mode=True)
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    live = {input_name}
+    order: Dict[str, int] = {input_name: -1}
+    for k, n in enumerate(g.node):
+        if any(i in live for i in n.input):
+            live.update(n.output)
+        for o in n.output:
+            order[o] = k
+    added: List[dict] = []
+    nodes: List[onnx.NodeProto] = []
+    rename: Dict[str, str] = {}
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            if i in rename:
+                n.input[k] = rename[i]
+        if skip and n.op_type == "Add" and all(i in live for i in n.input):
+            shortcut = min(range(2), key=lambda k: order.get(n.input[k], -1))
+            name = f"ghost/skip{sum(a['kind'] == 'skip' for a in added)}"
+            scaled = name + "/shortcut"
+            nodes.append(helper.make_node("Mul", [n.input[shortcut], name], [scaled], name=scaled))
+            n.input[shortcut] = scaled
+            added.append({"name": name, "kind": "skip", "shape": [1]})
+        nodes.append(n)
+        if dropout and n.op_type in GHOST_ACTIVATIONS and n.output[0] in live:
+            a = n.output[0]
+            name = f"ghost/drop{sum(x['kind'] == 'dropout' for x in added)}"
+            masked = name + "/out"
+            nodes.append(helper.make_node("Mul", [a, name], [masked], name=masked))
+            rename[a] = masked
+            live.add(masked)
+            order[masked] = order[a]
+            added.append({"name": name, "kind": "dropout", "shape": shapes[a]})
+    for o in g.output:
+        if o.name in rename:
+            raise ValueError(f"an activation is a graph output ({o.name}): nothing to erode after it")
+    del g.node[:]
+    g.node.extend(nodes)
+    for a in added:
+        g.input.append(helper.make_tensor_value_info(a["name"], TensorProto.FLOAT, a["shape"]))
+    return added
+
+
 def make_gradient_graph(model: onnx.ModelProto, input_name: str = "image",
-                        output_name: str = "embedding") -> onnx.ModelProto:
-    """Return the loss/gradient graph of ``model`` (see module docstring)."""
+                        output_name: str = "embedding", ghost_dropout: bool = False,
+                        ghost_skip: bool = False) -> onnx.ModelProto:
+    """Return the loss/gradient graph of ``model`` (see module docstring).
+
+    ``ghost_dropout`` / ``ghost_skip``: with the inputs of
+    :func:`add_ghost_inputs`, each optional (ones by default, so a caller
+    that does not feed them gets the plain gradient, exactly).
+    """
     model = onnx.ModelProto.FromString(model.SerializeToString())  # work on a copy
     g = model.graph
     # Batch 1: the gradient graph handles one face crop at a time and static
@@ -228,6 +318,7 @@ def make_gradient_graph(model: onnx.ModelProto, input_name: str = "image",
     inp = next(i for i in g.input if i.name == input_name)
     inp.type.tensor_type.shape.dim[0].ClearField("dim_param")
     inp.type.tensor_type.shape.dim[0].dim_value = 1
+    ghosts = add_ghost_inputs(model, ghost_dropout, ghost_skip, input_name) if ghost_dropout or ghost_skip else []
     out = next(o for o in g.output if o.name == output_name)
     emb_dim = out.type.tensor_type.shape.dim[1].dim_value
     del g.output[:]
@@ -297,9 +388,29 @@ def make_gradient_graph(model: onnx.ModelProto, input_name: str = "image",
     # The embedding comes for free; the cloaking loop can log or reuse it.
     g.output.append(helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [1, emb_dim]))
     del g.value_info[:]
+    # Ghost inputs become optional: an initializer of ones, one element per
+    # axis (it broadcasts; the backward pass only multiplies by it), is what
+    # onnxruntime uses when the input is not fed. Their declared shapes turn
+    # symbolic so that both the default and a full mask are accepted.
+    for a in ghosts:
+        vi = next(i for i in g.input if i.name == a["name"])
+        for k, d in enumerate(vi.type.tensor_type.shape.dim):
+            d.ClearField("dim_value")
+            d.dim_param = f"{a['name']}/d{k}"
+        g.initializer.append(numpy_helper.from_array(np.ones([1] * len(a["shape"]), np.float32), a["name"]))
+    if ghosts:
+        model.metadata_props.add(key=GHOST_METADATA, value=json.dumps(ghosts))
     model.producer_name = "veil-make_gradient_graph"
     onnx.checker.check_model(model)
     return model
+
+
+def ghost_inputs(grad: onnx.ModelProto) -> List[dict]:
+    """The ghost inputs of a gradient graph (empty for a plain one)."""
+    for p in grad.metadata_props:
+        if p.key == GHOST_METADATA:
+            return json.loads(p.value)
+    return []
 
 
 def feature_model(model: onnx.ModelProto, tensor: str, input_name: str = "image",
@@ -347,11 +458,15 @@ def main(argv=None):
     ap.add_argument("--output", default="embedding")
     ap.add_argument("--feature", default=None, metavar="TENSOR",
                     help="the loss on this intermediate tensor (flattened) instead of the embedding")
+    ap.add_argument("--ghost-dropout", action="store_true",
+                    help="a mask input after every activation (ghost networks' dropout erosion)")
+    ap.add_argument("--ghost-skip", action="store_true",
+                    help="a scalar input on every residual shortcut (ghost networks' skip erosion)")
     args = ap.parse_args(argv)
     model = onnx.load(args.model)
     if args.feature:
         model = feature_model(model, args.feature, args.input, args.output)
-    grad = make_gradient_graph(model, args.input, args.output)
+    grad = make_gradient_graph(model, args.input, args.output, args.ghost_dropout, args.ghost_skip)
     onnx.save(grad, args.out)
     print(f"{args.out}: {len(grad.graph.node)} nodes")
 
