@@ -628,6 +628,12 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
         dst.copy_from_slice(src.data);
         return Ok(());
     }
+    if let Some((levels, terms)) = box_column_plan(radius_px) {
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            box_band_columns(&src, radius_px, levels, &terms, y0, band);
+        });
+        return Ok(());
+    }
     if radius_px <= BOX_SUMS_MAX_RADIUS {
         for_each_band(dst, src.row_len(), threads, |y0, band| {
             // Alpha is put back as each row is written.
@@ -679,20 +685,7 @@ fn box_row_sums(row: &[u8], c: usize, r: usize, tmp: &mut [u16], out: &mut [u16]
         let out = &mut out[start..start + m];
         out.iter_mut().for_each(|v| *v = 0);
         let (mut cur, mut next) = (&mut buf_a[..len], &mut buf_b[..len]);
-        // cur[j] is value start + j of the row extended by r pixels each
-        // side (the nearest rule): value e - rC of the row, clamped.
-        let lead = (r * c).saturating_sub(start).min(len);
-        let inner_end = (r * c + n - start).min(len);
-        for (j, v) in cur[..lead].iter_mut().enumerate() {
-            *v = row[(start + j) % c] as u16;
-        }
-        let from = start + lead - r * c;
-        for (v, &b) in cur[lead..inner_end].iter_mut().zip(&row[from..]) {
-            *v = b as u16;
-        }
-        for (j, v) in cur[inner_end..].iter_mut().enumerate() {
-            *v = row[n - c + (start + inner_end + j) % c] as u16;
-        }
+        extend_chunk(row, c, r, start, cur);
         // cur holds sums of `size` pixels, valid for the first `valid` values.
         let (mut size, mut offset, mut valid) = (1usize, 0usize, len);
         loop {
@@ -715,6 +708,155 @@ fn box_row_sums(row: &[u8], c: usize, r: usize, tmp: &mut [u16], out: &mut [u16]
         }
     }
 }
+
+/// `cur[j]` = value `start + j` of `row` extended by `r` pixels of `c`
+/// values each side (the nearest rule): value `start + j - rc` of the row,
+/// clamped to its first or last pixel.
+#[inline(always)]
+fn extend_chunk<T: Copy + Into<u16>>(row: &[T], c: usize, r: usize, start: usize, cur: &mut [u16]) {
+    let (n, len) = (row.len(), cur.len());
+    let lead = (r * c).saturating_sub(start).min(len);
+    let inner_end = (r * c + n - start).min(len);
+    for (j, v) in cur[..lead].iter_mut().enumerate() {
+        *v = row[(start + j) % c].into();
+    }
+    let from = start + lead - r * c;
+    for (v, &b) in cur[lead..inner_end].iter_mut().zip(&row[from..]) {
+        *v = b.into();
+    }
+    for (j, v) in cur[inner_end..].iter_mut().enumerate() {
+        *v = row[n - c + (start + inner_end + j) % c].into();
+    }
+}
+
+/// The terms of a box window of `2r+1` values as sums of `2^l` values
+/// (`l <= levels`) that stay below 2^16 for column sums of `2r+1` bytes:
+/// `(levels, [(l, offset in pixels)])`, or None when more than
+/// `BOX_MAX_TERMS` would be needed (radius above 15).
+fn box_column_plan(radius: usize) -> Option<(usize, Vec<(usize, usize)>)> {
+    let window = 2 * radius + 1;
+    let most = window * 255;
+    let mut levels = 0;
+    while (2usize << levels) <= window && (2usize << levels) * most <= u16::MAX as usize {
+        levels += 1;
+    }
+    let k = 1usize << levels;
+    let mut terms = Vec::new();
+    let mut offset = 0;
+    for _ in 0..window / k {
+        terms.push((levels, offset));
+        offset += k;
+    }
+    for l in (0..levels).rev() {
+        if (window % k) & (1 << l) != 0 {
+            terms.push((l, offset));
+            offset += 1 << l;
+        }
+    }
+    debug_assert_eq!(offset, window);
+    (terms.len() <= BOX_MAX_TERMS).then_some((levels, terms))
+}
+
+/// Most terms in the last horizontal sum of `box_band_columns`.
+const BOX_MAX_TERMS: usize = 6;
+
+/// `out[i]` = the mean of the window whose sum is `sum_t terms[t][i]`.
+#[inline(always)]
+fn box_final<const T: usize>(terms: [&[u16]; T], norm: f32, out: &mut [u8]) {
+    let m = out.len();
+    let terms = terms.map(|t| &t[..m]);
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut sum = 0u32;
+        for t in terms {
+            sum += t[i] as u32;
+        }
+        *o = box_mean(sum, norm);
+    }
+}
+
+/// Box blur of a band for a radius that `box_column_plan` accepts: the
+/// running sums go down the columns first (u16, one pass over each
+/// entering and leaving source row), then across each row of column sums
+/// in L1-sized chunks, by doubling in u16 as far as the sums fit and one
+/// u32 sum of at most `BOX_MAX_TERMS` terms. Exact window sums, so the
+/// same bytes as `box_band_sums`, with about half the passes over the
+/// data; each output byte is written once.
+#[inline(always)]
+fn box_band_columns_impl(src: &ImageRef, radius: usize, levels: usize, terms: &[(usize, usize)], y0: usize, band: &mut [u8]) {
+    let (c, row_len) = (src.channels, src.row_len());
+    let (r, last) = (radius as isize, src.height as isize - 1);
+    let row_at = |t: isize| src.row(t.clamp(0, last) as usize);
+    let first = y0 as isize;
+    // Column sums of the window of the band's first row.
+    let mut cols = vec![0u16; row_len];
+    for t in first - r..=first + r {
+        for (s, &b) in cols.iter_mut().zip(row_at(t)) {
+            *s += b as u16;
+        }
+    }
+    let halo = 2 * radius * c;
+    let span = BOX_CHUNK + halo;
+    let mut ext = vec![0u16; span];
+    let mut sums = vec![0u16; levels * span];
+    let chunk = BOX_CHUNK.min(row_len);
+    let mut means = vec![0u8; chunk];
+    let norm = (1.0 / ((2 * radius + 1) as f64).powi(2)) as f32;
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let y = first + yy as isize;
+        if yy > 0 {
+            let (e, l) = (row_at(y + r), row_at(y - r - 1));
+            for ((s, &e), &l) in cols.iter_mut().zip(e).zip(l) {
+                *s = s.wrapping_add(e as u16).wrapping_sub(l as u16);
+            }
+        }
+        // The next entering row is read from memory next.
+        simd::prefetch(row_at(y + r + 1).as_ptr(), row_len);
+        for start in (0..row_len).step_by(chunk) {
+            let m = chunk.min(row_len - start);
+            let len = m + halo;
+            // base[j]: the column sum of value start + j - rC, clamped.
+            let base: &[u16] = if start >= radius * c && start + m + radius * c <= row_len {
+                &cols[start - radius * c..start - radius * c + len]
+            } else {
+                extend_chunk(&cols, c, radius, start, &mut ext[..len]);
+                &ext[..len]
+            };
+            // Level l holds sums of 2^l values, valid for the first
+            // len - (2^l - 1) C of them.
+            let mut valid = len;
+            for l in 1..=levels {
+                let size = 1 << (l - 1);
+                valid -= size * c;
+                let (below, here) = sums.split_at_mut((l - 1) * span);
+                let prev: &[u16] = if l == 1 { base } else { &below[(l - 2) * span..(l - 1) * span] };
+                let (a, b) = (&prev[..valid], &prev[size * c..size * c + valid]);
+                for ((d, &x), &y) in here[..valid].iter_mut().zip(a).zip(b) {
+                    *d = x.wrapping_add(y);
+                }
+            }
+            let level = |l: usize| -> &[u16] { if l == 0 { base } else { &sums[(l - 1) * span..l * span] } };
+            let parts: Vec<&[u16]> = terms.iter().map(|&(l, o)| &level(l)[o * c..o * c + m]).collect();
+            let means = &mut means[..m];
+            match parts.len() {
+                1 => box_final::<1>([parts[0]], norm, means),
+                2 => box_final::<2>([parts[0], parts[1]], norm, means),
+                3 => box_final::<3>([parts[0], parts[1], parts[2]], norm, means),
+                4 => box_final::<4>([parts[0], parts[1], parts[2], parts[3]], norm, means),
+                5 => box_final::<5>([parts[0], parts[1], parts[2], parts[3], parts[4]], norm, means),
+                _ => box_final::<6>([parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]], norm, means),
+            }
+            // Written once, with non-temporal stores and, for RGBA, the source alpha.
+            let out = &mut out[start..start + m];
+            if c == 4 {
+                simd::stream_copy_with_alpha(out, means, &src.row(y as usize)[start..start + m]);
+            } else {
+                simd::stream_copy(out, means);
+            }
+        }
+    }
+    simd::stream_fence();
+}
+dispatch!(fn box_band_columns(src: &ImageRef, radius: usize, levels: usize, terms: &[(usize, usize)], y0: usize, band: &mut [u8]) => box_band_columns_impl);
 
 /// Horizontal window sums of source rows, cached by clamped row index: the
 /// entering row and the leaving one are at most 2r+1 distinct rows apart,
@@ -1012,3 +1154,4 @@ fn box_band<A: Acc>(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) {
 
 #[cfg(test)]
 mod tests;
+

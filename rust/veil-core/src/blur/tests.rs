@@ -186,6 +186,25 @@ fn box_blur_matches_brute_force_within_1() {
 }
 
 #[test]
+fn box_column_sums_give_the_bytes_of_the_row_sums() {
+    // Rows longer than a chunk (edge and inner chunks), images narrower and
+    // shorter than the window, every radius the column path takes, and
+    // several bands (threads 3).
+    for &(w, h, c) in &[(1500, 9, 3), (700, 7, 4), (3, 40, 3), (1, 1, 4), (9, 2, 1), (520, 30, 4)] {
+        let img = textured(w, h, c);
+        for r in 1..=16 {
+            let Some(_) = box_column_plan(r) else { continue };
+            let mut got = vec![0u8; img.data.len()];
+            box_blur(img.view(), &mut got, r, 3).unwrap();
+            let mut want = vec![0u8; img.data.len()];
+            box_band_sums(&img.view(), r, 0, &mut want);
+            assert!(got == want, "{w}x{h}x{c} r={r}");
+        }
+    }
+    assert!(box_column_plan(15).is_some() && box_column_plan(16).is_none());
+}
+
+#[test]
 fn box_blur_huge_radius_uses_wide_accumulators() {
     let img = textured(6, 4, 3);
     let mut dst = vec![0u8; img.data.len()];
