@@ -757,6 +757,34 @@ fn box_column_plan(radius: usize) -> Option<(usize, Vec<(usize, usize)>)> {
     (terms.len() <= BOX_MAX_TERMS).then_some((levels, terms))
 }
 
+/// Where `terms` (of a window of `2r+1` column sums) split into two groups
+/// whose sums each stay below 2^16, reordered so: `terms[..split]` then
+/// `terms[split..]`, at most 3 each. None when they do not.
+fn box_pair_split(radius: usize, terms: &mut [(usize, usize)]) -> Option<usize> {
+    let most = (2 * radius + 1) * 255;
+    let room = u16::MAX as usize / most;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut size_a, mut size_b) = (0usize, 0usize);
+    // First fit, largest terms first (they come in that order).
+    for &t in terms.iter() {
+        let size = 1usize << t.0;
+        if size_a + size <= room && a.len() < 3 {
+            a.push(t);
+            size_a += size;
+        } else if size_b + size <= room && b.len() < 3 {
+            b.push(t);
+            size_b += size;
+        } else {
+            return None;
+        }
+    }
+    let split = a.len();
+    for (slot, t) in terms.iter_mut().zip(a.into_iter().chain(b)) {
+        *slot = t;
+    }
+    Some(split)
+}
+
 /// Most terms in the last horizontal sum of `box_band_columns`.
 const BOX_MAX_TERMS: usize = 6;
 
@@ -774,6 +802,24 @@ fn box_final<const T: usize>(terms: [&[u16]; T], norm: f32, out: &mut [u8]) {
     }
 }
 
+/// `box_final` for terms in two groups (see `box_pair_split`) whose u16
+/// sums cannot wrap: fewer values are widened to u32.
+#[inline(always)]
+fn box_final_pairs<const A: usize, const B: usize>(a: [&[u16]; A], b: [&[u16]; B], norm: f32, out: &mut [u8]) {
+    let m = out.len();
+    let (a, b) = (a.map(|t| &t[..m]), b.map(|t| &t[..m]));
+    for (i, o) in out.iter_mut().enumerate() {
+        let (mut sa, mut sb) = (0u16, 0u16);
+        for t in a {
+            sa = sa.wrapping_add(t[i]);
+        }
+        for t in b {
+            sb = sb.wrapping_add(t[i]);
+        }
+        *o = box_mean(sa as u32 + sb as u32, norm);
+    }
+}
+
 /// Box blur of a band for a radius that `box_column_plan` accepts: the
 /// running sums go down the columns first (u16, one pass over each
 /// entering and leaving source row), then across each row of column sums
@@ -787,6 +833,8 @@ fn box_band_columns_impl(src: &ImageRef, radius: usize, levels: usize, terms: &[
     let (r, last) = (radius as isize, src.height as isize - 1);
     let row_at = |t: isize| src.row(t.clamp(0, last) as usize);
     let first = y0 as isize;
+    let mut terms = terms.to_vec();
+    let split = box_pair_split(radius, &mut terms);
     // Column sums of the window of the band's first row.
     let mut cols = vec![0u16; row_len];
     for t in first - r..=first + r {
@@ -837,13 +885,25 @@ fn box_band_columns_impl(src: &ImageRef, radius: usize, levels: usize, terms: &[
             let level = |l: usize| -> &[u16] { if l == 0 { base } else { &sums[(l - 1) * span..l * span] } };
             let parts: Vec<&[u16]> = terms.iter().map(|&(l, o)| &level(l)[o * c..o * c + m]).collect();
             let means = &mut means[..m];
-            match parts.len() {
+            let p = &parts;
+            match (split, parts.len()) {
+                (Some(1), 2) => box_final_pairs::<1, 1>([p[0]], [p[1]], norm, means),
+                (Some(1), 3) => box_final_pairs::<1, 2>([p[0]], [p[1], p[2]], norm, means),
+                (Some(2), 3) => box_final_pairs::<2, 1>([p[0], p[1]], [p[2]], norm, means),
+                (Some(2), 4) => box_final_pairs::<2, 2>([p[0], p[1]], [p[2], p[3]], norm, means),
+                (Some(1), 4) => box_final_pairs::<1, 3>([p[0]], [p[1], p[2], p[3]], norm, means),
+                (Some(3), 4) => box_final_pairs::<3, 1>([p[0], p[1], p[2]], [p[3]], norm, means),
+                (Some(2), 5) => box_final_pairs::<2, 3>([p[0], p[1]], [p[2], p[3], p[4]], norm, means),
+                (Some(3), 5) => box_final_pairs::<3, 2>([p[0], p[1], p[2]], [p[3], p[4]], norm, means),
+                (Some(3), 6) => box_final_pairs::<3, 3>([p[0], p[1], p[2]], [p[3], p[4], p[5]], norm, means),
+                _ => match parts.len() {
                 1 => box_final::<1>([parts[0]], norm, means),
                 2 => box_final::<2>([parts[0], parts[1]], norm, means),
                 3 => box_final::<3>([parts[0], parts[1], parts[2]], norm, means),
                 4 => box_final::<4>([parts[0], parts[1], parts[2], parts[3]], norm, means),
                 5 => box_final::<5>([parts[0], parts[1], parts[2], parts[3], parts[4]], norm, means),
                 _ => box_final::<6>([parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]], norm, means),
+                },
             }
             // Written once, with non-temporal stores and, for RGBA, the source alpha.
             let out = &mut out[start..start + m];
