@@ -27,7 +27,7 @@
 
 use crate::error::{check_range, Result, VeilError};
 use crate::image::ImageRef;
-use crate::parallel::{for_each_band, for_each_index};
+use crate::parallel::{for_each_band, for_each_band_min, for_each_index};
 use crate::simd::{self, dispatch};
 
 mod recursive;
@@ -170,12 +170,35 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         height: src.height.div_ceil(k) + 2 * pad,
         channels: src.channels,
     };
+    if threads > 1 && k >= MIN_SHARED_REDUCTION {
+        // Bands that each made their reduced rows from the source would
+        // each reduce the rows of their halo again (`pad` reduced rows, so
+        // `pad k` source rows, each side: at sigma 100 more than a band
+        // holds). The reduced copy is made once instead, split among the
+        // threads, and then blurred and widened band by band; it holds the
+        // same values as the rows made on demand, so the bytes are those of
+        // one thread.
+        let mut reduced = vec![0f32; geom.height * geom.row_len()];
+        for_each_band_min(&mut reduced, geom.row_len(), threads, 8, |j0, rows| reduce_band(&src, k, pad, geom.row_len(), j0, rows));
+        let shared = SharedReduced { rows: &reduced, k, pad, geom };
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            reduced_band_pre(&src, &shared, &weights, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+        return Ok(());
+    }
     for_each_band(dst, src.row_len(), threads, |y0, band| {
         reduced_band(&src, &weights, k, pad, geom, y0, band);
         restore_alpha(&src, band, y0);
     });
     Ok(())
 }
+
+/// Smallest reduction whose reduced copy is made once and shared by the
+/// threads' bands: below it the halo each band reduces again is small
+/// (under 10% of a band at 12 MP) and the copy would be nearly as large as
+/// the image.
+const MIN_SHARED_REDUCTION: usize = 3;
 
 /// Smallest sigma given to the recursive vertical pass: Deriche's
 /// approximation drifts from the sampled Gaussian below it.
@@ -358,6 +381,30 @@ impl RowSource<f32> for ReducedRows<'_, '_> {
         reduce_row(self.src, self.k, self.pad, j, &mut self.acc, &mut self.scratch, out);
     }
 }
+
+/// Rows of a reduced copy made beforehand (`reduce_band`), `row_len` values each.
+struct PrecomputedRows<'a> {
+    rows: &'a [f32],
+    row_len: usize,
+}
+
+impl RowSource<f32> for PrecomputedRows<'_> {
+    #[inline(always)]
+    fn load(&mut self, j: usize, _lo: usize, _hi: usize, out: &mut [f32]) {
+        out.copy_from_slice(&self.rows[j * self.row_len..(j + 1) * self.row_len]);
+    }
+}
+
+/// Reduced rows `j0..` (as many as `band` holds) into `band`.
+#[inline(always)]
+fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) {
+    let mut acc = vec![0f32; src.row_len()];
+    let mut scratch = vec![0f32; src.row_len()];
+    for (jj, low) in band.chunks_exact_mut(low_len).enumerate() {
+        reduce_row(src, k, pad, j0 + jj, &mut acc, &mut scratch, low);
+    }
+}
+dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) => reduce_band_impl);
 
 /// One separable convolution over a strip of columns `x0..x1` of a source
 /// that `load(y, lo, hi, out)` delivers as samples (pixels `lo..hi` of row
@@ -572,10 +619,34 @@ fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mu
 /// intermediate is ever stored.
 #[inline(always)]
 fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
+    let row_len = src.row_len();
+    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
+    reduced_band_from(src, weights, k, pad, geom, y0, band, &mut load);
+}
+dispatch!(fn reduced_band(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
+
+/// A reduced copy made beforehand (`reduce_band`), with its reduction and grid.
+struct SharedReduced<'a> {
+    rows: &'a [f32],
+    k: usize,
+    pad: usize,
+    geom: Geometry,
+}
+
+/// `reduced_band` from a reduced copy made beforehand.
+#[inline(always)]
+fn reduced_band_pre_impl(src: &ImageRef, shared: &SharedReduced, weights: &[f32], y0: usize, band: &mut [u8]) {
+    let mut load = PrecomputedRows { rows: shared.rows, row_len: shared.geom.row_len() };
+    reduced_band_from(src, weights, shared.k, shared.pad, shared.geom, y0, band, &mut load);
+}
+dispatch!(fn reduced_band_pre(src: &ImageRef, shared: &SharedReduced, weights: &[f32], y0: usize, band: &mut [u8]) => reduced_band_pre_impl);
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
     let c = geom.channels;
     let row_len = src.width * c;
     let mut conv = Conv::<f32>::new(weights, geom, 0, geom.width);
-    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
     let mut low = vec![0f32; geom.row_len()];
     // For each output column: the reduced cell at or before it and the
     // fraction towards the next (the padding guarantees a next cell).
@@ -598,7 +669,7 @@ fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom
         }
         for (slot, j) in [(0usize, j0), (1usize, j1)] {
             if held[slot] != j {
-                conv.row(j, &mut load, &mut low);
+                conv.row(j, load, &mut low);
                 match c {
                     1 => widen_columns::<1>(&low, &columns, &mut wide[slot]),
                     3 => widen_columns::<3>(&low, &columns, &mut wide[slot]),
@@ -610,7 +681,6 @@ fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom
         simd::lerp_narrow(out, &wide[0], &wide[1], t);
     }
 }
-dispatch!(fn reduced_band(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
 
 // --------------------------------------------------------------------- Box
 

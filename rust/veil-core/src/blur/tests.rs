@@ -125,6 +125,20 @@ fn gaussian_mean_error_under_1_lsb_on_texture() {
 }
 
 #[test]
+fn shared_reduced_copy_gives_the_bytes_of_one_thread() {
+    // Reductions from the smallest shared one up, RGB and RGBA, with bands
+    // much shorter than their halo (tests use 3-row bands).
+    for c in [3, 4] {
+        let img = textured(301, 203, c);
+        for sigma in [7.0, 10.0, 33.0, 100.0] {
+            assert!(gaussian_plan(sigma).0 >= MIN_SHARED_REDUCTION);
+            let one = blur(&img, sigma, 1);
+            assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "c={c} sigma {sigma}");
+        }
+    }
+}
+
+#[test]
 fn gaussian_keeps_alpha_and_blurs_colour_under_transparency() {
     let mut img = textured(40, 30, 4);
     for px in img.data.chunks_exact_mut(4) {
