@@ -23,7 +23,9 @@
 //! with sigma; it stays within 1.1 LSB of the exact Gaussian there.
 //!
 //! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
-//! for any radius, including radii larger than the image.
+//! for any radius, including radii larger than the image. Up to radius 15
+//! the sums go down the columns first, in u16, then across the rows of
+//! column sums by doubling; above it, across rows first.
 
 use crate::error::{check_range, Result, VeilError};
 use crate::image::ImageRef;
