@@ -23,11 +23,13 @@
 //! with sigma; it stays within 1.1 LSB of the exact Gaussian there.
 //!
 //! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
-//! for any radius, including radii larger than the image.
+//! for any radius, including radii larger than the image. Up to radius 15
+//! the sums go down the columns first, in u16, then across the rows of
+//! column sums by doubling; above it, across rows first.
 
 use crate::error::{check_range, Result, VeilError};
 use crate::image::ImageRef;
-use crate::parallel::{for_each_band, for_each_index};
+use crate::parallel::{for_each_band, for_each_band_min, for_each_index};
 use crate::simd::{self, dispatch};
 
 mod recursive;
@@ -170,12 +172,35 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         height: src.height.div_ceil(k) + 2 * pad,
         channels: src.channels,
     };
+    if threads > 1 && k >= MIN_SHARED_REDUCTION {
+        // Bands that each made their reduced rows from the source would
+        // each reduce the rows of their halo again (`pad` reduced rows, so
+        // `pad k` source rows, each side: at sigma 100 more than a band
+        // holds). The reduced copy is made once instead, split among the
+        // threads, and then blurred and widened band by band; it holds the
+        // same values as the rows made on demand, so the bytes are those of
+        // one thread.
+        let mut reduced = vec![0f32; geom.height * geom.row_len()];
+        for_each_band_min(&mut reduced, geom.row_len(), threads, 8, |j0, rows| reduce_band(&src, k, pad, geom.row_len(), j0, rows));
+        let shared = SharedReduced { rows: &reduced, k, pad, geom };
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            reduced_band_pre(&src, &shared, &weights, y0, band);
+            restore_alpha(&src, band, y0);
+        });
+        return Ok(());
+    }
     for_each_band(dst, src.row_len(), threads, |y0, band| {
         reduced_band(&src, &weights, k, pad, geom, y0, band);
         restore_alpha(&src, band, y0);
     });
     Ok(())
 }
+
+/// Smallest reduction whose reduced copy is made once and shared by the
+/// threads' bands: below it the halo each band reduces again is small
+/// (under 10% of a band at 12 MP) and the copy would be nearly as large as
+/// the image.
+const MIN_SHARED_REDUCTION: usize = 3;
 
 /// Smallest sigma given to the recursive vertical pass: Deriche's
 /// approximation drifts from the sampled Gaussian below it.
@@ -358,6 +383,30 @@ impl RowSource<f32> for ReducedRows<'_, '_> {
         reduce_row(self.src, self.k, self.pad, j, &mut self.acc, &mut self.scratch, out);
     }
 }
+
+/// Rows of a reduced copy made beforehand (`reduce_band`), `row_len` values each.
+struct PrecomputedRows<'a> {
+    rows: &'a [f32],
+    row_len: usize,
+}
+
+impl RowSource<f32> for PrecomputedRows<'_> {
+    #[inline(always)]
+    fn load(&mut self, j: usize, _lo: usize, _hi: usize, out: &mut [f32]) {
+        out.copy_from_slice(&self.rows[j * self.row_len..(j + 1) * self.row_len]);
+    }
+}
+
+/// Reduced rows `j0..` (as many as `band` holds) into `band`.
+#[inline(always)]
+fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) {
+    let mut acc = vec![0f32; src.row_len()];
+    let mut scratch = vec![0f32; src.row_len()];
+    for (jj, low) in band.chunks_exact_mut(low_len).enumerate() {
+        reduce_row(src, k, pad, j0 + jj, &mut acc, &mut scratch, low);
+    }
+}
+dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) => reduce_band_impl);
 
 /// One separable convolution over a strip of columns `x0..x1` of a source
 /// that `load(y, lo, hi, out)` delivers as samples (pixels `lo..hi` of row
@@ -572,10 +621,34 @@ fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mu
 /// intermediate is ever stored.
 #[inline(always)]
 fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
+    let row_len = src.row_len();
+    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
+    reduced_band_from(src, weights, k, pad, geom, y0, band, &mut load);
+}
+dispatch!(fn reduced_band(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
+
+/// A reduced copy made beforehand (`reduce_band`), with its reduction and grid.
+struct SharedReduced<'a> {
+    rows: &'a [f32],
+    k: usize,
+    pad: usize,
+    geom: Geometry,
+}
+
+/// `reduced_band` from a reduced copy made beforehand.
+#[inline(always)]
+fn reduced_band_pre_impl(src: &ImageRef, shared: &SharedReduced, weights: &[f32], y0: usize, band: &mut [u8]) {
+    let mut load = PrecomputedRows { rows: shared.rows, row_len: shared.geom.row_len() };
+    reduced_band_from(src, weights, shared.k, shared.pad, shared.geom, y0, band, &mut load);
+}
+dispatch!(fn reduced_band_pre(src: &ImageRef, shared: &SharedReduced, weights: &[f32], y0: usize, band: &mut [u8]) => reduced_band_pre_impl);
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
     let c = geom.channels;
     let row_len = src.width * c;
     let mut conv = Conv::<f32>::new(weights, geom, 0, geom.width);
-    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
     let mut low = vec![0f32; geom.row_len()];
     // For each output column: the reduced cell at or before it and the
     // fraction towards the next (the padding guarantees a next cell).
@@ -598,7 +671,7 @@ fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom
         }
         for (slot, j) in [(0usize, j0), (1usize, j1)] {
             if held[slot] != j {
-                conv.row(j, &mut load, &mut low);
+                conv.row(j, load, &mut low);
                 match c {
                     1 => widen_columns::<1>(&low, &columns, &mut wide[slot]),
                     3 => widen_columns::<3>(&low, &columns, &mut wide[slot]),
@@ -610,7 +683,6 @@ fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom
         simd::lerp_narrow(out, &wide[0], &wide[1], t);
     }
 }
-dispatch!(fn reduced_band(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
 
 // --------------------------------------------------------------------- Box
 
@@ -626,6 +698,12 @@ pub fn box_blur(src: ImageRef, dst: &mut [u8], radius_px: usize, threads: usize)
     check_dst(&src, dst)?;
     if radius_px == 0 {
         dst.copy_from_slice(src.data);
+        return Ok(());
+    }
+    if let Some((levels, terms)) = box_column_plan(radius_px) {
+        for_each_band(dst, src.row_len(), threads, |y0, band| {
+            box_band_columns(&src, radius_px, levels, &terms, y0, band);
+        });
         return Ok(());
     }
     if radius_px <= BOX_SUMS_MAX_RADIUS {
@@ -679,20 +757,7 @@ fn box_row_sums(row: &[u8], c: usize, r: usize, tmp: &mut [u16], out: &mut [u16]
         let out = &mut out[start..start + m];
         out.iter_mut().for_each(|v| *v = 0);
         let (mut cur, mut next) = (&mut buf_a[..len], &mut buf_b[..len]);
-        // cur[j] is value start + j of the row extended by r pixels each
-        // side (the nearest rule): value e - rC of the row, clamped.
-        let lead = (r * c).saturating_sub(start).min(len);
-        let inner_end = (r * c + n - start).min(len);
-        for (j, v) in cur[..lead].iter_mut().enumerate() {
-            *v = row[(start + j) % c] as u16;
-        }
-        let from = start + lead - r * c;
-        for (v, &b) in cur[lead..inner_end].iter_mut().zip(&row[from..]) {
-            *v = b as u16;
-        }
-        for (j, v) in cur[inner_end..].iter_mut().enumerate() {
-            *v = row[n - c + (start + inner_end + j) % c] as u16;
-        }
+        extend_chunk(row, c, r, start, cur);
         // cur holds sums of `size` pixels, valid for the first `valid` values.
         let (mut size, mut offset, mut valid) = (1usize, 0usize, len);
         loop {
@@ -715,6 +780,215 @@ fn box_row_sums(row: &[u8], c: usize, r: usize, tmp: &mut [u16], out: &mut [u16]
         }
     }
 }
+
+/// `cur[j]` = value `start + j` of `row` extended by `r` pixels of `c`
+/// values each side (the nearest rule): value `start + j - rc` of the row,
+/// clamped to its first or last pixel.
+#[inline(always)]
+fn extend_chunk<T: Copy + Into<u16>>(row: &[T], c: usize, r: usize, start: usize, cur: &mut [u16]) {
+    let (n, len) = (row.len(), cur.len());
+    let lead = (r * c).saturating_sub(start).min(len);
+    let inner_end = (r * c + n - start).min(len);
+    for (j, v) in cur[..lead].iter_mut().enumerate() {
+        *v = row[(start + j) % c].into();
+    }
+    let from = start + lead - r * c;
+    for (v, &b) in cur[lead..inner_end].iter_mut().zip(&row[from..]) {
+        *v = b.into();
+    }
+    for (j, v) in cur[inner_end..].iter_mut().enumerate() {
+        *v = row[n - c + (start + inner_end + j) % c].into();
+    }
+}
+
+/// The terms of a box window of `2r+1` values as sums of `2^l` values
+/// (`l <= levels`) that stay below 2^16 for column sums of `2r+1` bytes:
+/// `(levels, [(l, offset in pixels)])`, or None when more than
+/// `BOX_MAX_TERMS` would be needed (radius above 15).
+fn box_column_plan(radius: usize) -> Option<(usize, Vec<(usize, usize)>)> {
+    let window = 2 * radius + 1;
+    let most = window * 255;
+    let mut levels = 0;
+    while (2usize << levels) <= window && (2usize << levels) * most <= u16::MAX as usize {
+        levels += 1;
+    }
+    let k = 1usize << levels;
+    let mut terms = Vec::new();
+    let mut offset = 0;
+    for _ in 0..window / k {
+        terms.push((levels, offset));
+        offset += k;
+    }
+    for l in (0..levels).rev() {
+        if (window % k) & (1 << l) != 0 {
+            terms.push((l, offset));
+            offset += 1 << l;
+        }
+    }
+    debug_assert_eq!(offset, window);
+    (terms.len() <= BOX_MAX_TERMS).then_some((levels, terms))
+}
+
+/// Where `terms` (of a window of `2r+1` column sums) split into two groups
+/// whose sums each stay below 2^16, reordered so: `terms[..split]` then
+/// `terms[split..]`, at most 3 each. None when they do not.
+fn box_pair_split(radius: usize, terms: &mut [(usize, usize)]) -> Option<usize> {
+    let most = (2 * radius + 1) * 255;
+    let room = u16::MAX as usize / most;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut size_a, mut size_b) = (0usize, 0usize);
+    // First fit, largest terms first (they come in that order).
+    for &t in terms.iter() {
+        let size = 1usize << t.0;
+        if size_a + size <= room && a.len() < 3 {
+            a.push(t);
+            size_a += size;
+        } else if size_b + size <= room && b.len() < 3 {
+            b.push(t);
+            size_b += size;
+        } else {
+            return None;
+        }
+    }
+    let split = a.len();
+    for (slot, t) in terms.iter_mut().zip(a.into_iter().chain(b)) {
+        *slot = t;
+    }
+    Some(split)
+}
+
+/// Most terms in the last horizontal sum of `box_band_columns`.
+const BOX_MAX_TERMS: usize = 6;
+
+/// `out[i]` = the mean of the window whose sum is `sum_t terms[t][i]`.
+#[inline(always)]
+fn box_final<const T: usize>(terms: [&[u16]; T], norm: f32, out: &mut [u8]) {
+    let m = out.len();
+    let terms = terms.map(|t| &t[..m]);
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut sum = 0u32;
+        for t in terms {
+            sum += t[i] as u32;
+        }
+        *o = box_mean(sum, norm);
+    }
+}
+
+/// `box_final` for terms in two groups (see `box_pair_split`) whose u16
+/// sums cannot wrap: fewer values are widened to u32.
+#[inline(always)]
+fn box_final_pairs<const A: usize, const B: usize>(a: [&[u16]; A], b: [&[u16]; B], norm: f32, out: &mut [u8]) {
+    let m = out.len();
+    let (a, b) = (a.map(|t| &t[..m]), b.map(|t| &t[..m]));
+    for (i, o) in out.iter_mut().enumerate() {
+        let (mut sa, mut sb) = (0u16, 0u16);
+        for t in a {
+            sa = sa.wrapping_add(t[i]);
+        }
+        for t in b {
+            sb = sb.wrapping_add(t[i]);
+        }
+        *o = box_mean(sa as u32 + sb as u32, norm);
+    }
+}
+
+/// Box blur of a band for a radius that `box_column_plan` accepts: the
+/// running sums go down the columns first (u16, one pass over each
+/// entering and leaving source row), then across each row of column sums
+/// in L1-sized chunks, by doubling in u16 as far as the sums fit and one
+/// u32 sum of at most `BOX_MAX_TERMS` terms. Exact window sums, so the
+/// same bytes as `box_band_sums`, with about half the passes over the
+/// data; each output byte is written once.
+#[inline(always)]
+fn box_band_columns_impl(src: &ImageRef, radius: usize, levels: usize, terms: &[(usize, usize)], y0: usize, band: &mut [u8]) {
+    let (c, row_len) = (src.channels, src.row_len());
+    let (r, last) = (radius as isize, src.height as isize - 1);
+    let row_at = |t: isize| src.row(t.clamp(0, last) as usize);
+    let first = y0 as isize;
+    let mut terms = terms.to_vec();
+    let split = box_pair_split(radius, &mut terms);
+    // Column sums of the window of the band's first row.
+    let mut cols = vec![0u16; row_len];
+    for t in first - r..=first + r {
+        for (s, &b) in cols.iter_mut().zip(row_at(t)) {
+            *s += b as u16;
+        }
+    }
+    let halo = 2 * radius * c;
+    let span = BOX_CHUNK + halo;
+    let mut ext = vec![0u16; span];
+    let mut sums = vec![0u16; levels * span];
+    let chunk = BOX_CHUNK.min(row_len);
+    let mut means = vec![0u8; chunk];
+    let norm = (1.0 / ((2 * radius + 1) as f64).powi(2)) as f32;
+    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+        let y = first + yy as isize;
+        if yy > 0 {
+            let (e, l) = (row_at(y + r), row_at(y - r - 1));
+            for ((s, &e), &l) in cols.iter_mut().zip(e).zip(l) {
+                *s = s.wrapping_add(e as u16).wrapping_sub(l as u16);
+            }
+        }
+        // The next entering row is read from memory next.
+        simd::prefetch(row_at(y + r + 1).as_ptr(), row_len);
+        for start in (0..row_len).step_by(chunk) {
+            let m = chunk.min(row_len - start);
+            let len = m + halo;
+            // base[j]: the column sum of value start + j - rC, clamped.
+            let base: &[u16] = if start >= radius * c && start + m + radius * c <= row_len {
+                &cols[start - radius * c..start - radius * c + len]
+            } else {
+                extend_chunk(&cols, c, radius, start, &mut ext[..len]);
+                &ext[..len]
+            };
+            // Level l holds sums of 2^l values, valid for the first
+            // len - (2^l - 1) C of them.
+            let mut valid = len;
+            for l in 1..=levels {
+                let size = 1 << (l - 1);
+                valid -= size * c;
+                let (below, here) = sums.split_at_mut((l - 1) * span);
+                let prev: &[u16] = if l == 1 { base } else { &below[(l - 2) * span..(l - 1) * span] };
+                let (a, b) = (&prev[..valid], &prev[size * c..size * c + valid]);
+                for ((d, &x), &y) in here[..valid].iter_mut().zip(a).zip(b) {
+                    *d = x.wrapping_add(y);
+                }
+            }
+            let level = |l: usize| -> &[u16] { if l == 0 { base } else { &sums[(l - 1) * span..l * span] } };
+            let parts: Vec<&[u16]> = terms.iter().map(|&(l, o)| &level(l)[o * c..o * c + m]).collect();
+            let means = &mut means[..m];
+            let p = &parts;
+            match (split, parts.len()) {
+                (Some(1), 2) => box_final_pairs::<1, 1>([p[0]], [p[1]], norm, means),
+                (Some(1), 3) => box_final_pairs::<1, 2>([p[0]], [p[1], p[2]], norm, means),
+                (Some(2), 3) => box_final_pairs::<2, 1>([p[0], p[1]], [p[2]], norm, means),
+                (Some(2), 4) => box_final_pairs::<2, 2>([p[0], p[1]], [p[2], p[3]], norm, means),
+                (Some(1), 4) => box_final_pairs::<1, 3>([p[0]], [p[1], p[2], p[3]], norm, means),
+                (Some(3), 4) => box_final_pairs::<3, 1>([p[0], p[1], p[2]], [p[3]], norm, means),
+                (Some(2), 5) => box_final_pairs::<2, 3>([p[0], p[1]], [p[2], p[3], p[4]], norm, means),
+                (Some(3), 5) => box_final_pairs::<3, 2>([p[0], p[1], p[2]], [p[3], p[4]], norm, means),
+                (Some(3), 6) => box_final_pairs::<3, 3>([p[0], p[1], p[2]], [p[3], p[4], p[5]], norm, means),
+                _ => match parts.len() {
+                1 => box_final::<1>([parts[0]], norm, means),
+                2 => box_final::<2>([parts[0], parts[1]], norm, means),
+                3 => box_final::<3>([parts[0], parts[1], parts[2]], norm, means),
+                4 => box_final::<4>([parts[0], parts[1], parts[2], parts[3]], norm, means),
+                5 => box_final::<5>([parts[0], parts[1], parts[2], parts[3], parts[4]], norm, means),
+                _ => box_final::<6>([parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]], norm, means),
+                },
+            }
+            // Written once, with non-temporal stores and, for RGBA, the source alpha.
+            let out = &mut out[start..start + m];
+            if c == 4 {
+                simd::stream_copy_with_alpha(out, means, &src.row(y as usize)[start..start + m]);
+            } else {
+                simd::stream_copy(out, means);
+            }
+        }
+    }
+    simd::stream_fence();
+}
+dispatch!(fn box_band_columns(src: &ImageRef, radius: usize, levels: usize, terms: &[(usize, usize)], y0: usize, band: &mut [u8]) => box_band_columns_impl);
 
 /// Horizontal window sums of source rows, cached by clamped row index: the
 /// entering row and the leaving one are at most 2r+1 distinct rows apart,
@@ -1012,3 +1286,4 @@ fn box_band<A: Acc>(src: &ImageRef, radius: usize, y0: usize, band: &mut [u8]) {
 
 #[cfg(test)]
 mod tests;
+

@@ -17,23 +17,32 @@ pub fn for_each_band<T: Send, F>(out: &mut [T], row_len: usize, threads: usize, 
 where
     F: Fn(usize, &mut [T]) + Sync + Send,
 {
+    for_each_band_min(out, row_len, threads, MIN_BAND_ROWS, f)
+}
+
+/// `for_each_band` with bands of at least `min_rows` rows (for work whose
+/// bands have no start-up cost).
+pub fn for_each_band_min<T: Send, F>(out: &mut [T], row_len: usize, threads: usize, min_rows: usize, f: F)
+where
+    F: Fn(usize, &mut [T]) + Sync + Send,
+{
     let rows = out.len().checked_div(row_len).unwrap_or(0);
-    let threads = threads.max(1);
-    if threads == 1 || rows < 2 * MIN_BAND_ROWS {
+    let (threads, min_rows) = (threads.max(1), min_rows.max(1));
+    if threads == 1 || rows < 2 * min_rows {
         f(0, out);
         return;
     }
-    run_parallel(out, row_len, rows, threads, f);
+    run_parallel(out, row_len, rows, threads, min_rows, f);
 }
 
 #[cfg(feature = "parallel")]
-fn run_parallel<T: Send, F>(out: &mut [T], row_len: usize, rows: usize, threads: usize, f: F)
+fn run_parallel<T: Send, F>(out: &mut [T], row_len: usize, rows: usize, threads: usize, min_rows: usize, f: F)
 where
     F: Fn(usize, &mut [T]) + Sync + Send,
 {
     use rayon::prelude::*;
     // A few bands per thread balance uneven work without much overlap cost.
-    let bands = (threads * 4).min(rows / MIN_BAND_ROWS).max(1);
+    let bands = (threads * 4).min(rows / min_rows).max(1);
     let band_rows = rows.div_ceil(bands);
     let job = || {
         out.par_chunks_mut(band_rows * row_len)
@@ -44,7 +53,7 @@ where
 }
 
 #[cfg(not(feature = "parallel"))]
-fn run_parallel<T: Send, F>(out: &mut [T], _row_len: usize, _rows: usize, _threads: usize, f: F)
+fn run_parallel<T: Send, F>(out: &mut [T], _row_len: usize, _rows: usize, _threads: usize, _min_rows: usize, f: F)
 where
     F: Fn(usize, &mut [T]) + Sync + Send,
 {

@@ -157,6 +157,46 @@ pub fn stream_copy(out: &mut [u8], src: &[u8]) {
     out.copy_from_slice(src);
 }
 
+/// `stream_copy(out, copy_with_alpha(colour, alpha))` in one pass: the
+/// colour bytes of `colour` with the alpha bytes (every 4th, RGBA) of
+/// `alpha`, written with non-temporal stores on x86-64. Callers finish
+/// with `stream_fence`.
+#[inline(always)]
+pub fn stream_copy_with_alpha(out: &mut [u8], colour: &[u8], alpha: &[u8]) {
+    let n = out.len().min(colour.len()).min(alpha.len()) / 4 * 4;
+    let (out, colour, alpha) = (&mut out[..n], &colour[..n], &alpha[..n]);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::*;
+        // The head up to a 16-byte boundary of `out`, in whole pixels when
+        // the output rows start on pixel boundaries of that alignment.
+        let head = (out.as_ptr().align_offset(16).min(n)).div_ceil(4) * 4;
+        let head = head.min(n);
+        copy_with_alpha(&mut out[..head], &colour[..head], &alpha[..head]);
+        if out[head..].as_ptr().align_offset(16) == 0 {
+            let blocks = (n - head) / 16;
+            // SAFETY: SSE2 is part of x86-64; at + 16 <= n for every block,
+            // out + at is 16-byte aligned (checked above), the loads are unaligned.
+            unsafe {
+                let keep = _mm_set1_epi32(0x00ff_ffff);
+                for b in 0..blocks {
+                    let at = head + 16 * b;
+                    let c = _mm_loadu_si128(colour.as_ptr().add(at) as *const __m128i);
+                    let a = _mm_loadu_si128(alpha.as_ptr().add(at) as *const __m128i);
+                    let v = _mm_or_si128(_mm_and_si128(keep, c), _mm_andnot_si128(keep, a));
+                    _mm_stream_si128(out.as_mut_ptr().add(at) as *mut __m128i, v);
+                }
+            }
+            let done = head + 16 * blocks;
+            copy_with_alpha(&mut out[done..], &colour[done..], &alpha[done..]);
+            return;
+        }
+        copy_with_alpha(&mut out[head..], &colour[head..], &alpha[head..]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    copy_with_alpha(out, colour, alpha);
+}
+
 /// Orders the non-temporal stores of `stream_copy` before what follows
 /// (a no-op elsewhere).
 #[inline(always)]

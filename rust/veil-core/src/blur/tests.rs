@@ -125,6 +125,20 @@ fn gaussian_mean_error_under_1_lsb_on_texture() {
 }
 
 #[test]
+fn shared_reduced_copy_gives_the_bytes_of_one_thread() {
+    // Reductions from the smallest shared one up, RGB and RGBA, with bands
+    // much shorter than their halo (tests use 3-row bands).
+    for c in [3, 4] {
+        let img = textured(301, 203, c);
+        for sigma in [7.0, 10.0, 33.0, 100.0] {
+            assert!(gaussian_plan(sigma).0 >= MIN_SHARED_REDUCTION);
+            let one = blur(&img, sigma, 1);
+            assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "c={c} sigma {sigma}");
+        }
+    }
+}
+
+#[test]
 fn gaussian_keeps_alpha_and_blurs_colour_under_transparency() {
     let mut img = textured(40, 30, 4);
     for px in img.data.chunks_exact_mut(4) {
@@ -183,6 +197,25 @@ fn box_blur_matches_brute_force_within_1() {
             }
         }
     }
+}
+
+#[test]
+fn box_column_sums_give_the_bytes_of_the_row_sums() {
+    // Rows longer than a chunk (edge and inner chunks), images narrower and
+    // shorter than the window, every radius the column path takes, and
+    // several bands (threads 3).
+    for &(w, h, c) in &[(1500, 9, 3), (700, 7, 4), (3, 40, 3), (1, 1, 4), (9, 2, 1), (520, 30, 4)] {
+        let img = textured(w, h, c);
+        for r in 1..=16 {
+            let Some(_) = box_column_plan(r) else { continue };
+            let mut got = vec![0u8; img.data.len()];
+            box_blur(img.view(), &mut got, r, 3).unwrap();
+            let mut want = vec![0u8; img.data.len()];
+            box_band_sums(&img.view(), r, 0, &mut want);
+            assert!(got == want, "{w}x{h}x{c} r={r}");
+        }
+    }
+    assert!(box_column_plan(15).is_some() && box_column_plan(16).is_none());
 }
 
 #[test]
