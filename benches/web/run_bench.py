@@ -50,6 +50,9 @@ def assemble(site: Path, wasm: Optional[Path]) -> None:
     shutil.copytree(dist, site, dirs_exist_ok=True)
     if wasm is not None:  # e.g. a build of a proposed kernel change, for an A/B run
         shutil.copy(wasm, site / "veil_wasm.wasm")
+        # The server sends a precompressed X.gz in place of X: drop the
+        # one of web/dist's module, or the browser gets that instead.
+        (site / "veil_wasm.wasm.gz").unlink(missing_ok=True)
     here = Path(__file__).resolve().parent
     for name in ("bench.html", "bench.js"):
         shutil.copy(here / name, site / name)

@@ -89,6 +89,7 @@ def calls_for(channels: int) -> list:
         {"kernel": "pixelate", "block_px": 64},
         {"kernel": "box_blur", "radius_px": 0},
         {"kernel": "box_blur", "radius_px": 3},
+        {"kernel": "box_blur", "radius_px": 10},
         {"kernel": "box_blur", "radius_px": 40},
         {"kernel": "fill", "color": color},
         {"kernel": "add_noise", "amount": 40, "seed": 1234567},
