@@ -152,10 +152,11 @@ def _session(providers: Optional[Sequence[str]] = None):
             options = ort.SessionOptions()
             options.log_severity_level = 3  # errors only: no per-run chatter
             # onnxruntime's pool threads spin between the network's layers by
-            # default, burning a core each while they wait: without it a 12 MP
-            # search took 1.56 instead of 1.95 CPU s for the same wall time
-            # (1.47 against 1.41 s, 2-core VM), and in a video the decoding
-            # and encoding threads get those cores.
+            # default, burning a core each while they wait. Without it a 12 MP
+            # search took 1.54 instead of 1.60 CPU s on an idle 2-core VM
+            # (wall 0.93 against 0.91 s), and 1.56 instead of 1.95 CPU s
+            # with other work running (wall 1.47 against 1.41 s): the cores
+            # go to that work, such as a video's decoding and encoding.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(_model_bytes(), options, providers=list(key))
             _sessions[key] = session
