@@ -94,6 +94,21 @@ def mosaic(names, boxes):
     return np.asarray(canvas), labelled
 
 
+def make_clips(wanted, frames: int) -> dict:
+    """The named clips ("group", "crowd") of ``frames`` frames each."""
+    boxes = json.loads((GROUPS / "boxes.json").read_text())
+    clips = {}
+    if "group" in wanted:
+        name = "2008_001322.jpg"
+        photo = np.asarray(Image.open(GROUPS / name).convert("RGB"))
+        clips["group"] = vc.camera_clip(photo, boxes[name], SIZE, frames, zoom=(1.0, 0.6), hard_every=15, hard_len=3)
+    if "crowd" in wanted:
+        photo, labelled = mosaic(sorted(boxes), boxes)
+        clips["crowd"] = vc.camera_clip(photo, labelled, SIZE, frames, zoom=(0.7, 0.45), hard_every=15, hard_len=3,
+                                        seed=1)
+    return clips
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=75, help="frames per clip (default: %(default)s)")
@@ -108,7 +123,6 @@ def main() -> int:
         print("deface not found: python -m venv .venv-bench && .venv-bench/bin/pip install deface==1.5.0 onnx onnxruntime")
         return 1
     veil = str(Path(sys.executable).parent / "veil")
-    boxes = json.loads((GROUPS / "boxes.json").read_text())
     print(f"veil: {veil}\ndeface: {deface}\nclips: {SIZE[0]}x{SIZE[1]}, {args.frames} frames each, 25 fps")
     tools = {
         "veil": lambda i, o: [veil, "blur", i, "-o", o, "--overwrite"],
@@ -120,17 +134,7 @@ def main() -> int:
               for t in tools}
     with tempfile.TemporaryDirectory(prefix="veil-bench-video-") as tmp:
         tmp = Path(tmp)
-        clips = {}
-        wanted = args.clips.split(",")
-        if "group" in wanted:
-            name = "2008_001322.jpg"
-            photo = np.asarray(Image.open(GROUPS / name).convert("RGB"))
-            clips["group"] = vc.camera_clip(photo, boxes[name], SIZE, args.frames, zoom=(1.0, 0.6),
-                                            hard_every=15, hard_len=3)
-        if "crowd" in wanted:
-            photo, labelled = mosaic(sorted(boxes), boxes)
-            clips["crowd"] = vc.camera_clip(photo, labelled, SIZE, args.frames, zoom=(0.7, 0.45),
-                                            hard_every=15, hard_len=3, seed=1)
+        clips = make_clips(args.clips.split(","), args.frames)
         for clip_name, clip in clips.items():
             src = vc.write_clip(clip, tmp / f"{clip_name}.mp4", crf=18)
             faces = sum(len(t) for t in clip.truth)

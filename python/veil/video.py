@@ -32,10 +32,11 @@ Why not a full search on every frame
     In between, each face seen in two frames (or seen once, in the frame
     before) is searched for in a crop around its predicted box, upright and
     mirrored, which costs a fraction of a full search and keeps the boxes on
-    the face; a face that its crop misses gets a second look in a crop twice
-    as wide with the fine pass, and the whole frame is searched when that
-    would cost as much, as it is when the crops would. A face that enters
-    between two full searches is found at a later one, at most
+    the face. A face its crop misses gets a second look in a crop twice as
+    wide with the fine pass; the whole frame is searched when a face seen
+    in two frames is missing from both (or the second look would cost as
+    much), and when the crops would cost as much. A face
+    that enters between two full searches is found at a later one, at most
     ``2 * full_search_every - 1`` frames later, and the look-ahead (never
     shorter than that) covers those frames too.
 
@@ -1101,38 +1102,42 @@ def _run(
                     # Crops only follow known faces (a crop also shows parts
                     # of its neighbours); new faces are the full search's.
                     lost = [] if detections is None else tracker.update(index, detections, create=False)
-                    # A face that left the frame is not lost, nor one seen once.
-                    lost = [t for t in lost if len(t.frames) >= 2 and _inside_share(t.predict(index), rgb.shape) >= 0.5]
+                    # A face that left the frame is not lost.
+                    lost = [t for t in lost if _inside_share(t.predict(index), rgb.shape) >= 0.5]
+                    missed = [t for t in lost if t.last == index - 1]
                     if detections is None:
                         # The crops would cost as much: the whole frame,
                         # without the turned copies (the faces followed are
                         # already known; new ones are the regular search's).
                         search = True
                         rotations = False
-                    elif any(t.last == index - 1 for t in lost) and (
-                        second := detector.crops(rgb, [t.predict(index) for t in lost if t.last == index - 1], wide=True)
-                    ) is not None:
-                        # A track seen in the previous frame is not in its
-                        # crop: a second look, wider and finer. A face still
-                        # not found stays covered for the hold, and the next
-                        # full search looks for it in the whole frame.
-                        tracker.update(index, second, create=False)
-                    elif any(t.last == index - 1 for t in lost):
-                        # The same, where the second look would cost more:
-                        # search the whole frame now, with this frame's
-                        # crop results withdrawn. (A track already missing
-                        # waits for the regular full search: it was looked
-                        # for in the whole frame when it went missing.)
+                    else:
+                        if missed and (
+                            second := detector.crops(rgb, [t.predict(index) for t in missed], wide=True)
+                        ) is not None:
+                            # A track seen in the previous frame is not in
+                            # its crop: a second look, wider (fast motion)
+                            # and finer (a small or blurred face).
+                            unseen = tracker.update(index, second, create=False)
+                            missed = [t for t in missed if t in unseen]
+                        # A face seen in two frames and still not found (or
+                        # where the second look would cost more): search the
+                        # whole frame now, with this frame's crop results
+                        # withdrawn. (A track already missing waits for the
+                        # regular full search: it was looked for in the whole
+                        # frame when it went missing. One seen once, most
+                        # often a false face, waits too, covered for the
+                        # hold.)
+                        search = any(len(t.frames) >= 2 for t in missed)
+                    if search and detections is not None:
                         for t in tracker.live:
                             if t.last == index:
                                 t.frames.pop(), t.boxes.pop(), t.covers.pop(), t.scores.pop()
                         tracker.live = [t for t in tracker.live if t.frames]
-                        search = True
-                        if not due:
-                            # Looking for known faces: the tiles, which find
-                            # only small ones, are needed only for a small one.
-                            shrink = min(1.0, detector.max_side_px / max(rgb.shape[:2]))
-                            tiles = any(_size(t.boxes[-1]) * shrink < _SMALL_FACE_PX for t in lost)
+                        # Looking for known faces: the tiles, which find only
+                        # small ones, are needed only for a small one.
+                        shrink = min(1.0, detector.max_side_px / max(rgb.shape[:2]))
+                        tiles = any(_size(t.boxes[-1]) * shrink < _SMALL_FACE_PX for t in lost)
                 # With no face in sight nothing is searched until the next
                 # full search is due: the look-ahead, never shorter than the
                 # interval, covers a new face's frames before it is found.
