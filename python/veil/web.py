@@ -190,6 +190,15 @@ def _check_root(root: Union[str, os.PathLike, None]) -> Path:
     return path.resolve()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A browser that drops a connection mid-transfer (a reload, a closed
+        # tab) is not an error of the server: no traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(
     root: Union[str, os.PathLike, None] = None, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False
 ) -> ThreadingHTTPServer:
@@ -198,7 +207,7 @@ def make_server(
     ``serve_forever()`` on it, and ``server_close()`` when done."""
     path = _check_root(root)
     handler = type("VeilPageHandler", (_Handler,), {"quiet": quiet})
-    server = ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(path)))
+    server = _Server((host, port), functools.partial(handler, directory=str(path)))
     server.root = path  # type: ignore[attr-defined]
     return server
 

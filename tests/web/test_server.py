@@ -39,6 +39,27 @@ def test_headers_and_mime_types(site):
         server.server_close()
 
 
+def test_a_dropped_connection_prints_no_traceback(site, capsys):
+    (site / "big.bin").write_bytes(b"\0" * (8 << 20))
+    server, thread, url = serve_in_thread(site)
+    try:
+        import socket
+
+        host, port = server.server_address[:2]
+        for _ in range(3):
+            with socket.create_connection((host, port)) as conn:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # reset on close
+                conn.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                conn.recv(1024)
+        with urllib.request.urlopen(url) as r:  # still serving
+            assert r.status == 200
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_policy_keeps_requests_on_the_origin():
     directives = dict(d.split(" ", 1) for d in web.CONTENT_SECURITY_POLICY.split("; "))
     assert directives["default-src"] == "'self'"
