@@ -661,18 +661,16 @@ def _cloak_face(
     rng: np.random.Generator,
     threads: int,
     progress: Optional[Callable[[int, int], None]],
-    ghost_rng: Optional[np.random.Generator] = None,
+    ghost: Tuple[float, float],
+    ghost_rng: np.random.Generator,
 ) -> Tuple[np.ndarray, Tuple[int, int, int, int], float, Dict[str, Any]]:
     """Returns (new region pixels uint8, region, scale applied, extras).
 
-    ``ghost_rng`` draws the ghost networks (:data:`GHOST_KEEP`,
-    :data:`GHOST_SKIP`), apart from ``rng`` so that switching them on leaves
-    every other random choice as it was."""
-    keep, skip = _ghost_settings(recs)
+    ``ghost``: (keep, skip) of the ghost networks (:func:`_ghost_settings`);
+    ``ghost_rng`` draws them, apart from ``rng`` so that switching them on
+    leaves every other random choice as it was."""
+    keep, skip = ghost
     ghosts = keep < 1.0 or skip > 0.0
-    if ghosts:
-        if ghost_rng is None:
-            ghost_rng = np.random.default_rng([int(rng.integers(2**32)), 1])
     st = _setup(rgb, landmarks, recs, smooth_px)
     smooth_px = st.smooth_px
     x = st.original
@@ -720,8 +718,8 @@ def _cloak_face(
         if robust:
             mm = _compose(_about_centre(_jitter(rng), rec.size), mm)
         crop = _crop(rec, seen, mm, smoothed)
-        ghost = rec.ghost(ghost_rng, keep, skip) if ghosts else None
-        _, g, _ = rec.loss_and_grad(crop, d, threads, ghost)
+        feeds = rec.ghost(ghost_rng, keep, skip) if ghosts else None
+        _, g, _ = rec.loss_and_grad(crop, d, threads, feeds)
         grad_seen = _crop_adjoint(rec, g, mm, smoothed, seen.shape[:2])
         # JPEG: straight-through; resize: its adjoint.
         grad_y = _veil.warp_affine_adjoint(grad_seen, down, ww, hh) if down is not None else grad_seen
@@ -1012,7 +1010,7 @@ def cloak_with_report(
     loaded = source.loaded
 
     recs = [_recognizer(n) for n in names]
-    _ghost_settings(recs)
+    ghost = _ghost_settings(recs)
     targets = None if target is None else _target_embeddings(target, recs, n_threads)
 
     pixels = loaded.pixels
@@ -1038,7 +1036,7 @@ def cloak_with_report(
             face_rng = np.random.default_rng([seed, number])
             ghost_rng = np.random.default_rng([seed, number, 1])
             region_px, region, scale, extra = _cloak_face(
-                out, lm, recs, targets, m, n_steps, smooth_px, robust, face_rng, n_threads, callback, ghost_rng
+                out, lm, recs, targets, m, n_steps, smooth_px, robust, face_rng, n_threads, callback, ghost, ghost_rng
             )
         finally:
             if bar is not None:

@@ -24,21 +24,21 @@ Why tracking
       is covered while it approached too.
 
 Why not a full search on every frame
-    A full search of the frame runs every ``full_search_every`` frames,
-    from the first. Every other one is complete (:func:`veil.detect.
-    detect_faces` as for a photo: shrunk, mirrored, turned, and with
-    ``tiles=True`` the fine pass and tiles); the ones between are quick (the
-    shrunk frame and its mirror image), for faces that come into view large.
-    In between, each face seen in two frames (or seen once, in the frame
-    before) is searched for in a crop around its predicted box, upright and
-    mirrored, which costs a fraction of a full search and keeps the boxes on
-    the face. A face its crop misses gets a second look in a crop twice as
-    wide with the fine pass; the whole frame is searched when a face seen
-    in two frames is missing from both (or the second look would cost as
-    much), and when the crops would cost as much. A face
-    that enters between two full searches is found at a later one, at most
-    ``2 * full_search_every - 1`` frames later, and the look-ahead (never
-    shorter than that) covers those frames too.
+    A full search of the frame runs every ``full_search_every`` frames, from
+    the first. Every other one is complete (as
+    :func:`veil.detect.detect_faces` searches a photo: shrunk, mirrored,
+    turned, and with ``tiles=True`` the fine pass and tiles); the ones
+    between are quick (the shrunk frame and its mirror image), for faces
+    that come into view large. In between, each face seen in two frames (or
+    seen once, in the frame before) is searched for in a crop around its
+    predicted box, upright and mirrored, which costs a fraction of a full
+    search and keeps the boxes on the face. A face its crop misses gets a
+    second look in a crop twice as wide with the fine pass; the whole frame
+    is searched when a face seen in two frames is missing from both (or the
+    second look would cost as much), and when the crops would cost as much.
+    A face that enters between two full searches is found at a later one, at
+    most ``2 * full_search_every - 1`` frames later, and the look-ahead
+    (never shorter than that) covers those frames too.
 
 What is written
     Fresh frames, encoded with H.264 (VP9 for WebM), in the input's
