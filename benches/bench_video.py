@@ -95,17 +95,39 @@ def mosaic(names, boxes):
 
 
 def make_clips(wanted, frames: int) -> dict:
-    """The named clips ("group", "crowd") of ``frames`` frames each."""
+    """The named clips of ``frames`` frames each: "group" and "crowd" (the
+    benchmark's), and "group2", "group3" and "crowd2": other photos, paths
+    and rhythms of hard frames, for checking that a change to the tracker
+    holds beyond the two it was measured on (benches/profile_video.py)."""
     boxes = json.loads((GROUPS / "boxes.json").read_text())
+
+    def photo(name):
+        return np.asarray(Image.open(GROUPS / name).convert("RGB"))
+
     clips = {}
     if "group" in wanted:
         name = "2008_001322.jpg"
-        photo = np.asarray(Image.open(GROUPS / name).convert("RGB"))
-        clips["group"] = vc.camera_clip(photo, boxes[name], SIZE, frames, zoom=(1.0, 0.6), hard_every=15, hard_len=3)
+        clips["group"] = vc.camera_clip(photo(name), boxes[name], SIZE, frames, zoom=(1.0, 0.6), hard_every=15,
+                                        hard_len=3)
     if "crowd" in wanted:
-        photo, labelled = mosaic(sorted(boxes), boxes)
-        clips["crowd"] = vc.camera_clip(photo, labelled, SIZE, frames, zoom=(0.7, 0.45), hard_every=15, hard_len=3,
-                                        seed=1)
+        mosaic_rgb, labelled = mosaic(sorted(boxes), boxes)
+        clips["crowd"] = vc.camera_clip(mosaic_rgb, labelled, SIZE, frames, zoom=(0.7, 0.45), hard_every=15,
+                                        hard_len=3, seed=1)
+    if "group2" in wanted:
+        name = "2007_007763.jpg"
+        clips["group2"] = vc.camera_clip(photo(name), boxes[name], SIZE, frames, zoom=(1.0, 0.5), hard_every=15,
+                                         hard_len=3, seed=2)
+    if "group3" in wanted:
+        name = "2008_004176.jpg"
+        clips["group3"] = vc.camera_clip(photo(name), boxes[name], SIZE, frames, zoom=(0.9, 0.6), hard_every=12,
+                                         hard_len=2, seed=3)
+    if "crowd2" in wanted:
+        mosaic_rgb, labelled = mosaic(sorted(boxes)[::-1], boxes)
+        clips["crowd2"] = vc.camera_clip(mosaic_rgb, labelled, SIZE, frames, zoom=(0.8, 0.5), hard_every=13,
+                                         hard_len=3, seed=2)
+    unknown = set(wanted) - set(clips)
+    if unknown:
+        raise SystemExit(f"unknown clip(s): {', '.join(sorted(unknown))}")
     return clips
 
 

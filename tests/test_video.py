@@ -159,6 +159,86 @@ def test_regular_searches_alternate_complete_and_quick(two_faces_mp4, tmp_path, 
     assert complete >= 60 // 8
 
 
+def _two_faces_photo():
+    photo = np.asarray(Image.open(FIXTURES / "two_faces.jpg").convert("RGB"))
+    return photo, [np.array([l, t, l + w, t + h], dtype=np.float64) for l, t, w, h in vc.TWO_FACES_BOXES]
+
+
+def test_a_crop_is_one_upright_pass_filling_whole_network_multiples(monkeypatch):
+    photo, boxes = _two_faces_photo()
+    detector = video._Detector(0.2, 1024, True, None)
+    detector.full(photo)  # the cost the crops are weighed against
+    seen = []
+    search = video._Detector._search
+
+    def spy(self, rgb, max_side_px, tiles, rotations, **options):
+        seen.append((rgb.shape[:2], max_side_px, tiles, rotations, options))
+        return search(self, rgb, max_side_px, tiles, rotations, **options)
+
+    monkeypatch.setattr(video._Detector, "_search", spy)
+    found = detector.crops(photo, boxes)
+    # Faces of 67-112 px, each in a window 2.5x its size, shrunk so that the
+    # window is 128 x 128: no padding, no border, no mirrored copy.
+    assert seen == [((128, 128), 128, False, False, {"border": 0.0, "mirror": False})] * 3
+    for box in boxes:
+        assert max(video._iou(box, f[0]) for f in found) > 0.4
+    # A crop cut by the frame's edge gets the photo search's border there.
+    seen.clear()
+    cut = np.ascontiguousarray(photo[:500])
+    (found,) = detector.crops(cut, boxes[2:])
+    ((shape, _, _, _, options),) = seen
+    assert shape[0] < 128 and options == {"border": None, "mirror": False}
+    assert video._iou(boxes[2], found[0]) > 0.4
+
+
+def test_one_face_lost_among_many_found_waits_for_the_regular_search():
+    def track(frames):
+        t = video._Track(0)
+        for f in range(frames):
+            t.add(f, np.array([0.0, 0, 10, 10]), 0.9)
+        return t
+
+    followed = [track(3) for _ in range(20)]
+    assert not video._lost_enough(followed[:1], followed)  # turned away, hidden: covered for the hold
+    assert video._lost_enough(followed[:4], followed)  # a fifth at once: a cut, a jump, a blurred frame
+    assert video._lost_enough(followed[:1], followed[:1])  # a lone face lost
+    assert not video._lost_enough([track(1)], [track(1)])  # seen once: most often a false face
+
+
+def test_searches_off_the_schedule_skip_turned_copies_and_delay_no_complete_one(two_faces_mp4, tmp_path, monkeypatch):
+    monkeypatch.setattr(video, "_CROP_MAX_SHARE", 0.0)  # crops always too dear: the whole frame instead
+    calls = []
+    full = video._Detector.full
+
+    def spy(self, rgb, tiles=None, rotations=True):
+        calls.append((tiles, rotations))
+        return full(self, rgb, tiles, rotations)
+
+    monkeypatch.setattr(video._Detector, "full", spy)
+    video.anonymize_video(two_faces_mp4, tmp_path / "out.mp4", full_search_every=4)
+    assert len(calls) == 60  # one search in every frame, each followed face's crops being too dear
+    complete = [i for i, c in enumerate(calls) if c == (None, True)]
+    assert all(not rotations for tiles, rotations in calls if (tiles, rotations) != (None, True))
+    # A complete search at least every other interval, however many ran between.
+    assert complete[0] == 0 and max(np.diff(complete + [60])) <= 2 * 4
+    assert len(complete) <= 60 // 4
+
+
+def test_a_crop_face_that_matches_no_track_is_covered_in_its_frame(two_faces_mp4, tmp_path, monkeypatch):
+    crops = video._Detector.crops
+    extra = np.array([4.0, 4, 40, 40])
+
+    def with_extra(self, rgb, predicted, wide=False):
+        found = crops(self, rgb, predicted, wide)
+        return None if found is None else found + [(extra.copy(), 0.9)]
+
+    monkeypatch.setattr(video._Detector, "crops", with_extra)
+    report = video.anonymize_video(two_faces_mp4, tmp_path / "out.mp4")
+    covered = [vc.covered(f, tuple(extra)) for f in vc.read_frames(tmp_path / "out.mp4")]
+    assert not covered[0]  # the first frame is searched whole: no crops
+    assert sum(covered) >= report.crop_searches // 4 >= 10
+
+
 # --------------------------------------------------------------------------
 # What is kept: size, rate, rotation, range, containers
 # --------------------------------------------------------------------------

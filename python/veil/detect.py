@@ -201,12 +201,13 @@ def _check_options(threshold, max_side_px) -> None:
 
 def _detect_array(
     rgb: np.ndarray, threshold: float, max_side_px: int, tiles: bool, session, rotations: bool = True,
-    input_px: Optional[list] = None,
+    input_px: Optional[list] = None, border: Optional[float] = None, mirror: Optional[bool] = None,
 ) -> np.ndarray:
     """All passes merged: an (N, 15) float32 array sorted by score. The core
     plans and merges; this loop only runs the network. ``input_px``, when
-    given, gets the pixel count of each network input (what a search costs)."""
-    search = _veil.FaceSearch(rgb, threshold, max_side_px, tiles, rotations)
+    given, gets the pixel count of each network input (what a search costs).
+    ``border`` and ``mirror`` override the core's (None: its defaults)."""
+    search = _veil.FaceSearch(rgb, threshold, max_side_px, tiles, rotations, border, None, mirror)
     while (blob := search.next_input()) is not None:
         if input_px is not None:
             input_px.append(blob.shape[2] * blob.shape[3])

@@ -73,6 +73,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequ
 
 import numpy as np
 
+from . import _veil
 from . import io as _io
 
 __all__ = [
@@ -131,19 +132,38 @@ _SHRUNK = 0.8
 _JUMPED = 0.5
 _MATCH_CENTRE = 0.75
 # A crop searched around a tracked face: this many times its size (at
-# least _CROP_MIN_PX), shrunk so that the face is about _CROP_FACE_PX in the
-# network's input (CenterFace finds faces from about 12 px to several
-# hundred, so this is well inside its range and costs a few thousand pixels
-# per face). When the crops together would cost more than _CROP_MAX_SHARE
-# of the last full search (both counted in network input pixels, plus
-# _CROP_CALL_PX for each call's fixed cost: about 1.3 ms, what ~8,000 pixels
-# cost, measured with onnxruntime on 2 cores), the whole frame is searched
+# least _CROP_MIN_PX), scaled so that the face is about _CROP_FACE_PX in the
+# network's input and that input a whole number of its 32 px multiples
+# (none of it padding): 128 x 128 for most faces. The face sought is at the
+# crop's centre, so one upright pass suffices, without the photo search's
+# mirrored copy and border (the border is kept where the crop is cut by the
+# frame's edge, as the whole-frame search has it there), and only faces
+# scoring _CROP_MIN_SCORE count (the photo search keeps weaker ones only
+# when its mirrored pass confirms them). Measured with
+# benches/profile_video.py on its five 1080p clips: against crops searched
+# as photos (face at 64 px, upright and mirrored, framed), CPU time 0.45x
+# on the crowd clips and 0.75-1.0x on the group clips, and no flash where
+# that had 4; with the face at 26 px (64 x 64 inputs) boxes were loose
+# enough to show a face in two clips, and so without the score floor.
+# When the crops together would cost more than _CROP_MAX_SHARE of the last
+# complete search (both counted in network input pixels, plus
+# _CROP_CALL_PX for each call's fixed cost), the whole frame is searched
 # instead.
 _CROP_FACTOR = 2.5
 _CROP_MIN_PX = 64
-_CROP_FACE_PX = 64
+_CROP_FACE_PX = 51
+_CROP_MIN_SCORE = 0.3
 _CROP_MAX_SHARE = 0.5
 _CROP_CALL_PX = 10_000
+# A whole-frame search runs off the schedule when at least this share of the
+# faces followed (and at least one) is still missing after the second look:
+# most faces lost at once is a cut, a jump of the camera or a blurred frame;
+# one face lost among many found is turned away or hidden, and stays covered
+# for the hold while the regular searches look for it. In the crowd clip,
+# with 40-60 faces followed, one of them or more was missing in most
+# frames, and searching the whole frame for each (as for a lone face) made
+# the whole-frame searches 80 % of the work.
+_LOST_SHARE = 0.2
 # A face at least this large in the frame shrunk for the whole-frame pass is
 # well inside what that pass finds (veil.detect leaves smaller ones to tiles).
 _SMALL_FACE_PX = 32
@@ -279,6 +299,14 @@ def _inside_share(box: np.ndarray, shape: Tuple[int, ...]) -> float:
     return float(iw * ih / area)
 
 
+def _overlap_share(box: np.ndarray, other: np.ndarray) -> float:
+    """The share of ``box`` inside ``other``."""
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    w = min(box[2], other[2]) - max(box[0], other[0])
+    h = min(box[3], other[3]) - max(box[1], other[1])
+    return float(w * h / area) if area > 0 and w > 0 and h > 0 else 0.0
+
+
 def _grow(box: np.ndarray, by_px: float) -> np.ndarray:
     return box + np.array([-by_px, -by_px, by_px, by_px])
 
@@ -380,6 +408,8 @@ class _Tracker:
         self.live: List[_Track] = []
         self.ended: List[_Track] = []
         self._next = 0
+        # The detections of the last update that matched no track.
+        self.unmatched: List[Tuple[np.ndarray, float]] = []
 
     def expire(self, frame: int) -> None:
         still = []
@@ -431,6 +461,7 @@ class _Tracker:
                 # the track follows the detection.
                 cover = np.concatenate([np.minimum(box[:2], predicted[:2]), np.maximum(box[2:], predicted[2:])])
             track.add(frame, box, score, cover)
+        self.unmatched = [d for di, d in enumerate(detections) if di not in used_d]
         for di, (box, score) in enumerate(detections):
             if create and di not in used_d:
                 track = _Track(self._next)
@@ -441,6 +472,14 @@ class _Tracker:
 
     def all_tracks(self) -> List[_Track]:
         return self.ended + self.live
+
+
+def _lost_enough(missed: Sequence[_Track], followed: Sequence[_Track]) -> bool:
+    """Whether the faces ``missed`` (of those ``followed``) call for a
+    whole-frame search now: those seen in two frames or more, one at least
+    and at least _LOST_SHARE of the faces followed."""
+    gone = sum(len(t.frames) >= 2 for t in missed)
+    return gone > 0 and gone >= _LOST_SHARE * len(followed)
 
 
 def _covers_at(tracks: Sequence[_Track], frame: int, hold: int, lookahead: int) -> List[np.ndarray]:
@@ -473,10 +512,10 @@ class _Detector:
         # pixels it fed the network plus each call's fixed cost.
         self.full_cost: Optional[float] = None
 
-    def _search(self, rgb: np.ndarray, max_side_px: int, tiles: bool, rotations: bool) -> Tuple[list, float]:
+    def _search(self, rgb: np.ndarray, max_side_px: int, tiles: bool, rotations: bool, **options) -> Tuple[list, float]:
         px: List[int] = []
         rows = self._detect._detect_array(
-            self._detect._as_rgb(rgb), self.threshold, max_side_px, tiles, self._session, rotations, px
+            self._detect._as_rgb(rgb), self.threshold, max_side_px, tiles, self._session, rotations, px, **options
         )
         faces = [(np.array(r[:4], dtype=np.float64), float(r[4])) for r in rows]
         return faces, float(sum(px) + _CROP_CALL_PX * len(px))
@@ -493,16 +532,15 @@ class _Detector:
         self, rgb: np.ndarray, predicted: Sequence[np.ndarray], wide: bool = False
     ) -> Optional[List[Tuple[np.ndarray, float]]]:
         """Searches crops around the predicted boxes; None when the crops
-        would cost about as much as a full search.
+        would cost more than _CROP_MAX_SHARE of a complete search.
 
-        A crop follows a face that is already known, upright or turned as it
-        was found, so it is searched upright and mirrored only: the turned
-        copies are the whole-frame search's, for faces not yet found.
-        ``wide``: the second look for a face its crop missed: twice as wide
-        (fast motion), with the fine pass (a face blurred or dimmed); None
-        only when it would cost more than a full search."""
+        A crop follows a face that is already known, upright as it was
+        found, so it is searched upright only: the turned copies are the
+        whole-frame search's, for faces not yet found. ``wide``: the second
+        look for a face its crop missed: twice as wide (fast motion)."""
         h, w = rgb.shape[:2]
-        windows: List[Tuple[int, int, int, int, float]] = []
+        multiple = self._detect.INPUT_MULTIPLE_PX
+        searches = []
         cost = 0.0
         for box in predicted:
             if _inside_share(box, rgb.shape) < 0.5:
@@ -510,33 +548,38 @@ class _Detector:
             size = max(1.0, _size(box))
             side = max(_CROP_MIN_PX, _CROP_FACTOR * size) * (2 if wide else 1)
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-            x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-            if x1 - x0 < 16 or y1 - y0 < 16:
+            x0, y0 = int(max(0, round(cx - side / 2))), int(max(0, round(cy - side / 2)))
+            x1, y1 = int(min(w, round(cx + side / 2))), int(min(h, round(cy + side / 2)))
+            if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            windows.append((x0, y0, x1, y1, min(1.0, _CROP_FACE_PX / size)))
-        # Input pixels per crop pixel and calls: the upright pass (framed by
-        # the core's border, an eighth of the longer side at each edge) and
-        # the mirrored one; for the second look also the fine pass at twice
-        # the size.
-        per_px, calls = (1.25**2 + 1 + 4, 3) if wide else (1.25**2 + 1, 2)
-        searches = []
-        for x0, y0, x1, y1, scale in windows:
-            longest = max(x1 - x0, y1 - y0) * scale
-            max_side = max(64, int(math.ceil(longest / 32)) * 32)
-            area = (x1 - x0) * (y1 - y0) * min(1.0, max_side / max(x1 - x0, y1 - y0)) ** 2
-            cost += area * per_px + calls * _CROP_CALL_PX
-            searches.append((x0, y0, x1, y1, max_side))
-        if self.full_cost is None or cost > (1.0 if wide else _CROP_MAX_SHARE) * self.full_cost:
+            cut = x0 == 0 or y0 == 0 or x1 == w or y1 == h
+            # Network pixels per frame pixel: the face at about _CROP_FACE_PX, the
+            # window a whole number of the network's multiples.
+            net_side = max(2 * multiple, round(side * _CROP_FACE_PX / size / multiple) * multiple)
+            scale = net_side / side
+            net_w, net_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+            # A crop cut by the frame's edge gets the photo search's mirrored
+            # border there, as the whole-frame search does (a face cut by
+            # the edge is completed by its mirror image).
+            framed = 1 + 2 * _veil.DETECT_BORDER if cut else 1
+            padded = [-(-int(math.ceil(n * framed)) // multiple) * multiple for n in (net_w, net_h)]
+            cost += padded[0] * padded[1] + _CROP_CALL_PX
+            searches.append((x0, y0, x1, y1, net_w, net_h, cut))
+        if self.full_cost is None or cost > _CROP_MAX_SHARE * self.full_cost:
             return None
         found: List[Tuple[np.ndarray, float]] = []
-        for x0, y0, x1, y1, max_side in searches:
+        for x0, y0, x1, y1, net_w, net_h, cut in searches:
             self.crop_searches += 1
-            crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            for box, score in self._search(crop, max_side, wide, False)[0]:
+            crop = _veil.resize_bilinear(np.ascontiguousarray(rgb[y0:y1, x0:x1]), net_w, net_h)
+            longer = -(-max(net_w, net_h) // multiple) * multiple
+            faces, _ = self._search(crop, max(2 * multiple, longer), False, False,
+                                    border=None if cut else 0.0, mirror=False)
+            faces = [f for f in faces if f[1] >= _CROP_MIN_SCORE]
+            sx, sy = (x1 - x0) / net_w, (y1 - y0) / net_h
+            for box, score in faces:
                 # A face cut by the crop's edge is boxed too small; the
                 # track's own search finds it whole next time, or a full one.
-                found.append((box + np.array([x0, y0, x0, y0]), score))
+                found.append((box * np.array([sx, sy, sx, sy]) + np.array([x0, y0, x0, y0]), score))
         # Crops can overlap (two faces side by side): keep the best of duplicates.
         found.sort(key=lambda d: -d[1])
         kept: List[Tuple[np.ndarray, float]] = []
@@ -1039,10 +1082,14 @@ def _run(
     regular = 0
 
     def boxes_for(index: int) -> List[np.ndarray]:
-        if tracking:
-            tracks = tracker.all_tracks()
-            return _covers_at(tracks, index, hold, lookahead)
-        return [d[0] for d in per_frame.get(index, [])]
+        loose = [d[0] for d in per_frame.get(index, [])]
+        if not tracking:
+            return loose
+        covers = _covers_at(tracker.all_tracks(), index, hold, lookahead)
+        # A crop's face that matched no track (the face sought, boxed far
+        # from where its track was heading; a neighbour) is covered in its
+        # frame, unless a track's cover already holds (nearly all of) it.
+        return covers + [b for b in loose if all(_overlap_share(b, c) < 0.9 for c in covers)]
 
     per_frame: Dict[int, list] = {}
 
@@ -1090,7 +1137,6 @@ def _run(
                 due = index - last_full >= every
                 search = due  # the whole frame
                 tiles = None  # as asked (full-resolution tiles for small faces)
-                rotations = True
                 # Crops follow the faces seen in two frames, and a face seen
                 # once in the frame after. A face seen once and then missed
                 # is most often a false one (in crowds, a dozen flicker in and
@@ -1102,33 +1148,34 @@ def _run(
                     # Crops only follow known faces (a crop also shows parts
                     # of its neighbours); new faces are the full search's.
                     lost = [] if detections is None else tracker.update(index, detections, create=False)
+                    loose = list(tracker.unmatched)
                     # A face that left the frame is not lost.
                     lost = [t for t in lost if _inside_share(t.predict(index), rgb.shape) >= 0.5]
                     missed = [t for t in lost if t.last == index - 1]
                     if detections is None:
-                        # The crops would cost as much: the whole frame,
-                        # without the turned copies (the faces followed are
-                        # already known; new ones are the regular search's).
+                        # The crops would cost as much: the whole frame.
                         search = True
-                        rotations = False
                     else:
                         if missed and (
                             second := detector.crops(rgb, [t.predict(index) for t in missed], wide=True)
                         ) is not None:
                             # A track seen in the previous frame is not in
-                            # its crop: a second look, wider (fast motion)
-                            # and finer (a small or blurred face).
+                            # its crop: a second look, wider (fast motion).
                             unseen = tracker.update(index, second, create=False)
                             missed = [t for t in missed if t in unseen]
-                        # A face seen in two frames and still not found (or
-                        # where the second look would cost more): search the
-                        # whole frame now, with this frame's crop results
+                            loose += tracker.unmatched
+                        # Faces seen in two frames and still not found (or
+                        # where the second look would cost more), at least
+                        # _LOST_SHARE of those followed: search the whole
+                        # frame now, with this frame's crop results
                         # withdrawn. (A track already missing waits for the
-                        # regular full search: it was looked for in the whole
-                        # frame when it went missing. One seen once, most
-                        # often a false face, waits too, covered for the
-                        # hold.)
-                        search = any(len(t.frames) >= 2 for t in missed)
+                        # regular search: it was looked for when it went
+                        # missing. One seen once, most often a false face,
+                        # waits too, covered for the hold, as does one face
+                        # lost among many found.)
+                        search = _lost_enough(missed, followed)
+                        if not search:
+                            per_frame[index] = loose
                     if search and detections is not None:
                         for t in tracker.live:
                             if t.last == index:
@@ -1150,9 +1197,19 @@ def _run(
                         quick = regular % 2 == 1
                         regular += 1
                         tracker.update(index, detector.full(rgb, False if quick else None, not quick))
+                        last_full = index
                     else:
-                        tracker.update(index, detector.full(rgb, tiles, rotations))
-                    last_full = index
+                        # Off the schedule (crops too dear, or a known face
+                        # lost): the faces sought are known and were found
+                        # upright, so no turned copies (new and sideways
+                        # faces are the regular searches'). It stands in for
+                        # the next regular search only if that one is quick:
+                        # a complete one still comes on time, and with it
+                        # every face the quick passes cannot find.
+                        tracker.update(index, detector.full(rgb, tiles, False))
+                        if regular % 2 == 1:
+                            regular += 1
+                            last_full = index
             buffer.append(("frame", index, rgb, pts, tb))
             emit(index - lookahead)
         if not stop.is_set():

@@ -290,5 +290,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DETECT_DEFAULT_MAX_SIDE_PX", core_search::DEFAULT_MAX_SIDE_PX)?;
     m.add("DETECT_INPUT_MULTIPLE_PX", core_search::INPUT_MULTIPLE_PX)?;
     m.add("DETECT_NMS_IOU_THRESHOLD", shortest_f64(core_search::NMS_IOU_THRESHOLD))?;
+    m.add("DETECT_BORDER", shortest_f64(core_search::BORDER))?;
     Ok(())
 }
