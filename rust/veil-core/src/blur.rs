@@ -3,24 +3,26 @@
 //! Both use the "nearest" border rule: pixels beyond the edge repeat the
 //! edge pixel (scipy's `mode="nearest"`, OpenCV's `BORDER_REPLICATE`).
 //!
-//! **Gaussian.** A sampled Gaussian kernel truncated at 4 sigma (as
-//! `scipy.ndimage.gaussian_filter` does), applied separably in f32. For
-//! sigma above a few pixels the work is done on a copy reduced k times
-//! (k x k block means), blurred with the remaining sigma, and brought back
-//! with linear interpolation: the block mean and the interpolation are
-//! themselves small blurs whose variances are subtracted from the target
-//! (variances of convolved kernels add), so the total stays sigma^2. k is
-//! the largest reduction that leaves the reduced blur a sigma of at least
-//! 1.6 to 2.6 reduced pixels (the floor grows with k), so the reduced blur
-//! is always a small kernel and the cost per output pixel does not grow
-//! with sigma; the floors keep the error of interpolating a signal that
-//! smooth under 2.5 LSB at step edges and corners (see the sweeps in
-//! `blur/tests.rs` against an exact f64 convolution).
+//! **Gaussian.** A sampled Gaussian kernel, renormalised, applied
+//! separably. While sigma is small (below about 3.35 px) the image is
+//! blurred at full resolution in 16-bit fixed point (`blur/fixed.rs`), with
+//! the kernel truncated at 3 sigma: the mass it drops (0.27%) moves a
+//! 0/255 step edge by well under a level. Both passes run in one sweep over
+//! each band of rows, so the image is read once and written once.
 //!
-//! From sigma 2 (RGBA: 2.5) up to where the reduced copy takes over,
-//! images take the sampled kernel along rows only and Deriche's recursive
-//! filter down columns (`blur/recursive.rs`), whose cost does not grow
-//! with sigma; it stays within 1.1 LSB of the exact Gaussian there.
+//! For larger sigma the work is done on a copy reduced k times
+//! (k x k block means), in f32 with the kernel truncated at 4 sigma (as
+//! `scipy.ndimage.gaussian_filter` does), blurred with the remaining
+//! sigma, and brought back with linear interpolation: the block mean and
+//! the interpolation are themselves small blurs whose variances are
+//! subtracted from the target (variances of convolved kernels add), so the
+//! total stays sigma^2. k is the largest reduction that leaves the reduced
+//! blur a sigma of at least 1.6 to 2.6 reduced pixels (the floor grows with
+//! k), so the reduced blur is always a small kernel and the cost per output
+//! pixel does not grow with sigma; the floors keep the error of
+//! interpolating a signal that smooth under 2.5 LSB at step edges and
+//! corners (see the sweeps in `blur/tests.rs` against an exact f64
+//! convolution).
 //!
 //! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
 //! for any radius, including radii larger than the image. Up to radius 15
@@ -29,18 +31,24 @@
 
 use crate::error::{check_range, Result, VeilError};
 use crate::image::ImageRef;
-use crate::parallel::{for_each_band, for_each_band_min, for_each_index};
+use crate::parallel::{for_each_band, for_each_band_min};
 use crate::simd::{self, dispatch};
 
-mod recursive;
+mod fixed;
 
 /// Smallest Gaussian sigma accepted, in pixels. Below this the kernel is
 /// nearly a delta and anonymizes nothing.
 pub const MIN_SIGMA_PX: f64 = 0.5;
 /// Largest Gaussian sigma accepted, in pixels.
 pub const MAX_SIGMA_PX: f64 = 250.0;
-/// Kernel support, in sigmas (scipy's default `truncate=4.0`).
+/// Kernel support of the blur on a reduced copy, in sigmas (scipy's
+/// default `truncate=4.0`).
 const TRUNCATE_SIGMAS: f64 = 4.0;
+/// Kernel support at full resolution, in sigmas. For a renormalised kernel
+/// the error on a 0/255 step edge is about the mass left out times 255/2:
+/// 0.35 levels at 3 sigma (the sweeps in `blur/tests.rs` measure the whole
+/// error, fixed point included), for 25% fewer taps than at 4.
+const FIXED_TRUNCATE_SIGMAS: f64 = 3.0;
 /// Sigma of the blur on the reduced copy never goes below this (in reduced
 /// pixels): a smaller one would leave detail that linear interpolation
 /// renders visibly wrong.
@@ -150,16 +158,10 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     check_range("sigma_px", sigma_px, MIN_SIGMA_PX, MAX_SIGMA_PX)?;
     check_dst(&src, dst)?;
     let (k, reduced_sigma) = gaussian_plan(sigma_px);
-    if use_recursive(sigma_px, k, src.channels) {
-        recursive_gaussian(&src, dst, sigma_px, threads);
-        return Ok(());
-    }
     if k == 1 {
-        let weights = gaussian_weights(sigma_px);
-        for_each_band(dst, src.row_len(), threads, |y0, band| {
-            convolve_band_u8(&src, &weights, y0, band);
-            restore_alpha(&src, band, y0);
-        });
+        let kernel = fixed::Kernel::new(sigma_px, FIXED_TRUNCATE_SIGMAS);
+        // Alpha is put back as each row is written.
+        for_each_band(dst, src.row_len(), threads, |y0, band| fixed::gaussian_band(&src, &kernel, y0, band));
         return Ok(());
     }
     let weights = gaussian_weights(reduced_sigma);
@@ -202,78 +204,6 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
 /// the image.
 const MIN_SHARED_REDUCTION: usize = 3;
 
-/// Smallest sigma given to the recursive vertical pass: Deriche's
-/// approximation drifts from the sampled Gaussian below it.
-const MIN_RECURSIVE_SIGMA: f64 = 2.0;
-/// For RGBA, where the recursion also runs over the alpha values (put
-/// back afterwards), the separable kernel stays faster up to about here
-/// (`benches/bench_kernels.py`: 95 vs 101 ms at sigma 2, 117 vs 111 at 2.5).
-const MIN_RECURSIVE_SIGMA_RGBA: f64 = 2.5;
-
-/// Whether `sigma` (planned with reduction `k`) takes the sampled kernel
-/// across rows and the recursive filter down columns: only where the
-/// image is blurred at full resolution (a reduced copy is cheaper above).
-fn use_recursive(sigma: f64, k: usize, channels: usize) -> bool {
-    let min = if channels == 4 { MIN_RECURSIVE_SIGMA_RGBA } else { MIN_RECURSIVE_SIGMA };
-    k == 1 && sigma >= min
-}
-
-/// Gaussian as a sampled kernel along rows (from `src` into `dst`, in
-/// bands of rows) then Deriche's recursive filter down columns (in place,
-/// in strips of columns). The horizontal pass rounds to bytes: the error
-/// this adds is at most half a level, and keeps the vertical pass free of
-/// a full-size float buffer.
-fn recursive_gaussian(src: &ImageRef, dst: &mut [u8], sigma: f64, threads: usize) {
-    let weights = gaussian_weights(sigma);
-    let row_len = src.row_len();
-    for_each_band(dst, row_len, threads, |y0, band| horizontal_band(src, &weights, y0, band));
-    let filter = recursive::Deriche::new(sigma);
-    let strip = recursive::strip_values(src.height, row_len);
-    let shared = recursive::SharedRows::new(dst, row_len);
-    let alpha = (src.channels == 4).then_some(src);
-    for_each_index(row_len.div_ceil(strip), threads, || recursive::Scratch::new(strip, src.height), |scratch, i| {
-        // SAFETY: strip i covers values i*strip..(i+1)*strip of each row,
-        // disjoint from every other index; `dst` is not used meanwhile.
-        let mut rows = unsafe { shared.strip(i * strip, ((i + 1) * strip).min(row_len)) };
-        vertical_strip(&mut rows, &filter, alpha, scratch);
-    });
-}
-
-#[inline(always)]
-fn vertical_strip_body(rows: &mut recursive::StripRows, filter: &recursive::Deriche, alpha: Option<&ImageRef>, scratch: &mut recursive::Scratch) {
-    recursive::vertical_strip_impl(rows, filter, alpha, scratch)
-}
-dispatch!(fn vertical_strip(rows: &mut recursive::StripRows, filter: &recursive::Deriche, alpha: Option<&ImageRef>, scratch: &mut recursive::Scratch) => vertical_strip_body);
-
-/// The sampled kernel along each row of a band, rounded to bytes.
-#[inline(always)]
-fn horizontal_band_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
-    let (c, w) = (src.channels, src.width);
-    let row_len = src.row_len();
-    let radius = weights.len() / 2;
-    let hoffs: Vec<usize> = (0..weights.len()).map(|t| t * c).collect();
-    let mut ext = vec![0f32; row_len + 2 * radius * c];
-    let mut acc = vec![0f32; STRIP_VALUES.min(row_len)];
-    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
-        let row = src.row(y0 + yy);
-        simd::widen(&mut ext[radius * c..radius * c + row_len], row);
-        for p in 0..radius {
-            for ch in 0..c {
-                ext[p * c + ch] = row[ch] as f32;
-                ext[(radius + w + p) * c + ch] = row[row_len - c + ch] as f32;
-            }
-        }
-        let step = acc.len();
-        for start in (0..row_len).step_by(step) {
-            let end = (start + step).min(row_len);
-            let acc = &mut acc[..end - start];
-            f32::convolve(&ext[start..end + 2 * radius * c], &hoffs, weights, acc);
-            simd::narrow(&mut out[start..end], acc);
-        }
-    }
-}
-dispatch!(fn horizontal_band(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => horizontal_band_impl);
-
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
     width: usize,
@@ -291,10 +221,6 @@ impl Geometry {
 /// independent accumulators to hide the latency of the add chains (8 AVX2
 /// registers, 4 AVX-512 ones, 16 simd128 ones).
 const BLOCK: usize = 64;
-/// Width of a column strip at full resolution, in f32 values: the ring of
-/// `2r+1` filtered strip rows (r <= 13 here) then stays in L2, and the
-/// halo of `r` pixels each side costs little.
-const STRIP_VALUES: usize = 3072;
 
 /// A sample type of the separable convolution, with its weights and the
 /// inner loop over taps.
@@ -355,17 +281,6 @@ impl Sample for f32 {
 /// build).
 trait RowSource<T> {
     fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [T]);
-}
-
-/// The rows of an 8-bit image, as f32.
-struct U8Rows<'a, 'b>(&'b ImageRef<'a>);
-
-impl RowSource<f32> for U8Rows<'_, '_> {
-    #[inline(always)]
-    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [f32]) {
-        let c = self.0.channels;
-        simd::widen(out, &self.0.row(y)[lo * c..hi * c]);
-    }
 }
 
 /// The rows of the reduced copy, made from the source on demand (whole rows).
@@ -490,30 +405,6 @@ impl<'w, T: Sample> Conv<'w, T> {
         T::convolve(&self.ring, &self.voffs, self.weights, out);
     }
 }
-
-/// Full-resolution Gaussian of a band of rows, strip by strip.
-#[inline(always)]
-fn convolve_band_u8_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
-    let geom = Geometry { width: src.width, height: src.height, channels: src.channels };
-    let c = geom.channels;
-    let row_len = geom.row_len();
-    let rows = band.len() / row_len;
-    let strip_px = (STRIP_VALUES / c).max(1);
-    let mut acc = vec![0f32; strip_px.min(geom.width) * c];
-    let mut load = U8Rows(src);
-    for x0 in (0..geom.width).step_by(strip_px) {
-        let x1 = (x0 + strip_px).min(geom.width);
-        let mut conv = Conv::<f32>::new(weights, geom, x0, x1);
-        let acc = &mut acc[..(x1 - x0) * c];
-        for y in y0..y0 + rows {
-            conv.row(y, &mut load, acc);
-            let at = (y - y0) * row_len;
-            simd::narrow(&mut band[at + x0 * c..at + x1 * c], acc);
-        }
-    }
-}
-dispatch!(fn convolve_band_u8(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => convolve_band_u8_impl);
-
 
 /// The source indices that the `k` positions `start..start+k` read under the
 /// nearest border rule, each with how many positions read it: inside the

@@ -285,45 +285,100 @@ proptest! {
     }
 }
 
-/// The sigmas that take the recursive vertical pass (`use_recursive`), on
-/// RGB edges in both directions and corners, with every channel different.
+/// Sigmas across the whole full-resolution (fixed-point) range, ending
+/// just below the first sigma that takes a reduced copy.
+fn full_resolution_sigmas() -> Vec<f64> {
+    let (mut top, mut above) = (3.0, 4.0);
+    assert!(gaussian_plan(top).0 == 1 && gaussian_plan(above).0 > 1);
+    for _ in 0..40 {
+        let mid = 0.5 * (top + above);
+        if gaussian_plan(mid).0 == 1 { top = mid } else { above = mid }
+    }
+    let mut sigmas: Vec<f64> = (0..=16).map(|i| 0.5 + (top - 0.5) * i as f64 / 16.0).collect();
+    sigmas.extend([1.99, 2.0, 3.0]);
+    sigmas
+}
+
+/// RGB edges in both directions and corners, every channel different, at
+/// every full-resolution sigma; the same as RGBA with an alpha gradient
+/// that must come back unchanged. Odd sizes, and rows wider than a column
+/// strip, so strips, their halos and the vector tails are all crossed by
+/// edges.
 #[test]
-fn recursive_path_within_3_lsb_on_rgb_edges_and_corners() {
-    let mut worst = 0.0f64;
-    for i in 0..=12 {
-        let sigma = 2.0 + 1.34 * i as f64 / 12.0;
-        assert!(use_recursive(sigma, gaussian_plan(sigma).0, 3), "sigma {sigma} is routed");
-        assert_eq!(use_recursive(sigma, gaussian_plan(sigma).0, 4), sigma >= MIN_RECURSIVE_SIGMA_RGBA);
-        let size = (sigma * 9.0) as usize + i;
-        let mut img = Image::new(size, size + 3, 3).unwrap();
-        for y in 0..size + 3 {
-            for x in 0..size {
+fn full_resolution_within_3_lsb_on_rgb_and_rgba_edges_and_corners() {
+    let sigmas = full_resolution_sigmas();
+    assert!(sigmas.iter().all(|&s| gaussian_plan(s).0 == 1));
+    let mut worst = [0.0f64; 2];
+    for (i, &sigma) in sigmas.iter().enumerate() {
+        let (w, h) = (fixed::STRIP_VALUES / 3 + 37 + 2 * i, 23 + i);
+        let mut img = Image::new(w, h, 3).unwrap();
+        for y in 0..h {
+            for x in 0..w {
                 for ch in 0..3 {
-                    let on = match ch { 0 => x >= size / 2, 1 => y >= size / 3, _ => (x >= size / 2) != (y >= size / 2) };
-                    img.data[(y * size + x) * 3 + ch] = if on { 250 } else { 5 };
+                    // Vertical edges at a strip boundary and near the
+                    // right end, a horizontal one, and corners.
+                    let on = match ch { 0 => x >= fixed::STRIP_VALUES / 3 - 1 || (x % 97) < 11, 1 => y >= h / 3, _ => (x >= w / 2) != (y >= h / 2) };
+                    img.data[(y * w + x) * 3 + ch] = if on { 255 } else { 0 };
                 }
             }
         }
         let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
-        assert!(err <= 3.0, "sigma {sigma}: error {err:.2} LSB");
-        worst = worst.max(err);
-        if sigma >= MIN_RECURSIVE_SIGMA_RGBA {
-            // The same as RGBA, alpha a gradient that must come back unchanged.
-            let mut rgba = Image::new(size, size + 3, 4).unwrap();
-            for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
-                d[..3].copy_from_slice(s);
-                d[3] = (i * 7 % 256) as u8;
-            }
-            let out = blur(&rgba, sigma, 2);
-            let exact = exact_gaussian(&rgba, sigma);
-            for (i, (&o, &e)) in out.iter().zip(&exact).enumerate() {
-                if i % 4 == 3 {
-                    assert_eq!(o, rgba.data[i], "alpha kept");
-                } else {
-                    assert!((o as f64 - e).abs() <= 3.0, "RGBA sigma {sigma}: {o} vs {e:.2}");
-                }
+        assert!(err <= 3.0, "RGB sigma {sigma}: error {err:.2} LSB");
+        worst[0] = worst[0].max(err);
+        let mut rgba = Image::new(w, h, 4).unwrap();
+        for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
+            d[..3].copy_from_slice(s);
+            d[3] = (i * 7 % 256) as u8;
+        }
+        let out = blur(&rgba, sigma, 2);
+        let exact = exact_gaussian(&rgba, sigma);
+        for (i, (&o, &e)) in out.iter().zip(&exact).enumerate() {
+            if i % 4 == 3 {
+                assert_eq!(o, rgba.data[i], "alpha kept");
+            } else {
+                let err = (o as f64 - e).abs();
+                assert!(err <= 3.0, "RGBA sigma {sigma}: {o} vs {e:.2}");
+                worst[1] = worst[1].max(err);
             }
         }
     }
-    eprintln!("worst error of the recursive path: {worst:.2} LSB");
+    eprintln!("worst error at full resolution: RGB {:.2} LSB, RGBA {:.2} LSB", worst[0], worst[1]);
+}
+
+/// The fixed-point weights: exactly 1 in total, so flat areas stay flat,
+/// with the support the truncation says.
+#[test]
+fn fixed_point_weights_sum_to_one() {
+    for sigma in full_resolution_sigmas() {
+        let k = fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS);
+        assert_eq!(k.radius(), (FIXED_TRUNCATE_SIGMAS * sigma + 0.5) as usize);
+        assert_eq!(k.w[0] as i32 + 2 * k.w[1..].iter().map(|&v| v as i32).sum::<i32>(), 32768, "sigma {sigma}");
+        assert!(k.w.windows(2).all(|p| p[0] >= p[1]), "sigma {sigma}: {:?}", k.w);
+    }
+}
+
+/// The vector builds (AVX-512 and AVX2 here, simd128 in the page) give the
+/// bits of the one-lane arithmetic, on rows shorter than a vector, rows
+/// that end mid-vector, several strips, and images shorter than the
+/// kernel; and 1, 2 or 3 threads give the same bytes.
+#[test]
+fn fixed_point_vectors_and_threads_give_the_bytes_of_one_lane() {
+    let sizes = [(1, 1), (3, 2), (7, 5), (11, 40), (33, 9), (517, 13), (1031, 7)];
+    for &(w, h) in &sizes {
+        for c in [1, 3, 4] {
+            let img = textured(w, h, c);
+            for sigma in [0.5, 1.3, 2.0, 2.7, 3.34] {
+                let kernel = fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS);
+                let mut want = vec![0u8; img.data.len()];
+                fixed::gaussian_band_scalar(&img.view(), &kernel, 0, &mut want);
+                let one = blur(&img, sigma, 1);
+                assert!(one == want, "{w}x{h}x{c} sigma {sigma}: vector and one-lane bytes differ");
+                let mut avx2 = vec![0u8; img.data.len()];
+                if fixed::gaussian_band_avx2(&img.view(), &kernel, 0, &mut avx2) {
+                    assert!(avx2 == want, "{w}x{h}x{c} sigma {sigma}: AVX2 and one-lane bytes differ");
+                }
+                assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "{w}x{h}x{c} sigma {sigma}: threads differ");
+            }
+        }
+    }
 }
