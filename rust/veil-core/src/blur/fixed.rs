@@ -298,7 +298,7 @@ mod wasm {
 }
 
 /// Largest kernel radius of this path.
-pub(super) const MAX_RADIUS: usize = 12;
+pub(super) const MAX_RADIUS: usize = 15;
 
 /// Vectors per step of the inner loops: independent sums that share each
 /// weight register.
@@ -321,6 +321,9 @@ macro_rules! with_radius {
             10 => $f::<$v, 10>($($arg),*),
             11 => $f::<$v, 11>($($arg),*),
             12 => $f::<$v, 12>($($arg),*),
+            13 => $f::<$v, 13>($($arg),*),
+            14 => $f::<$v, 14>($($arg),*),
+            15 => $f::<$v, 15>($($arg),*),
             r => unreachable!("radius {r} is above MAX_RADIUS"),
         }
     };

@@ -285,17 +285,20 @@ proptest! {
     }
 }
 
-/// Sigmas across the whole full-resolution (fixed-point) range, ending
-/// just below the first sigma that takes a reduced copy.
-fn full_resolution_sigmas() -> Vec<f64> {
-    let (mut top, mut above) = (3.0, 4.0);
-    assert!(gaussian_plan(top).0 == 1 && gaussian_plan(above).0 > 1);
+/// Sigmas across the whole full-resolution (fixed-point) range of images
+/// with `channels` channels, ending just below the first that takes a
+/// reduced copy.
+fn full_resolution_sigmas(channels: usize) -> Vec<f64> {
+    let routed = |s: f64| full_resolution(s, gaussian_plan(s).0, channels);
+    let (mut top, mut above) = (3.0, 8.0);
+    assert!(routed(top) && !routed(above));
     for _ in 0..40 {
         let mid = 0.5 * (top + above);
-        if gaussian_plan(mid).0 == 1 { top = mid } else { above = mid }
+        if routed(mid) { top = mid } else { above = mid }
     }
     let mut sigmas: Vec<f64> = (0..=16).map(|i| 0.5 + (top - 0.5) * i as f64 / 16.0).collect();
-    sigmas.extend([1.99, 2.0, 3.0]);
+    sigmas.extend([1.99, 2.0, 3.0, 3.34, 3.36]);
+    sigmas.retain(|&s| routed(s));
     sigmas
 }
 
@@ -306,8 +309,9 @@ fn full_resolution_sigmas() -> Vec<f64> {
 /// edges.
 #[test]
 fn full_resolution_within_3_lsb_on_rgb_and_rgba_edges_and_corners() {
-    let sigmas = full_resolution_sigmas();
-    assert!(sigmas.iter().all(|&s| gaussian_plan(s).0 == 1));
+    let (rgb_sigmas, rgba_sigmas) = (full_resolution_sigmas(3), full_resolution_sigmas(4));
+    let mut sigmas: Vec<f64> = rgb_sigmas.iter().chain(&rgba_sigmas).copied().collect();
+    sigmas.sort_by(f64::total_cmp);
     let mut worst = [0.0f64; 2];
     for (i, &sigma) in sigmas.iter().enumerate() {
         // Two strips (RGB and RGBA alike: alpha is not filtered).
@@ -325,9 +329,14 @@ fn full_resolution_within_3_lsb_on_rgb_and_rgba_edges_and_corners() {
                 }
             }
         }
-        let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
-        assert!(err <= 3.0, "RGB sigma {sigma}: error {err:.2} LSB");
-        worst[0] = worst[0].max(err);
+        if rgb_sigmas.contains(&sigma) {
+            let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
+            assert!(err <= 3.0, "RGB sigma {sigma}: error {err:.2} LSB");
+            worst[0] = worst[0].max(err);
+        }
+        if !rgba_sigmas.contains(&sigma) {
+            continue;
+        }
         let mut rgba = Image::new(w, h, 4).unwrap();
         for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
             d[..3].copy_from_slice(s);
@@ -352,7 +361,7 @@ fn full_resolution_within_3_lsb_on_rgb_and_rgba_edges_and_corners() {
 /// with the support the truncation says.
 #[test]
 fn fixed_point_weights_sum_to_one() {
-    for sigma in full_resolution_sigmas() {
+    for sigma in full_resolution_sigmas(4) {
         let k = fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS);
         assert_eq!(k.radius(), (FIXED_TRUNCATE_SIGMAS * sigma + 0.5) as usize);
         assert_eq!(k.w[0] as i32 + 2 * k.w[1..].iter().map(|&v| v as i32).sum::<i32>(), 32768, "sigma {sigma}");
@@ -370,17 +379,21 @@ fn fixed_point_vectors_and_threads_give_the_bytes_of_one_lane() {
     for &(w, h) in &sizes {
         for c in [1, 3, 4] {
             let img = textured(w, h, c);
-            for sigma in [0.5, 1.3, 2.0, 2.7, 3.34] {
+            for sigma in [0.5, 1.3, 2.0, 2.7, 3.34, 3.9, 4.99] {
                 let kernel = fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS);
                 let mut want = vec![0u8; img.data.len()];
                 fixed::gaussian_band_scalar(&img.view(), &kernel, 0, &mut want);
-                let one = blur(&img, sigma, 1);
+                let mut one = vec![0u8; img.data.len()];
+                fixed::gaussian_band(&img.view(), &kernel, 0, &mut one);
                 assert!(one == want, "{w}x{h}x{c} sigma {sigma}: vector and one-lane bytes differ");
                 let mut avx2 = vec![0u8; img.data.len()];
                 if fixed::gaussian_band_avx2(&img.view(), &kernel, 0, &mut avx2) {
                     assert!(avx2 == want, "{w}x{h}x{c} sigma {sigma}: AVX2 and one-lane bytes differ");
                 }
-                assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "{w}x{h}x{c} sigma {sigma}: threads differ");
+                if full_resolution(sigma, gaussian_plan(sigma).0, c) {
+                    assert!(one == blur(&img, sigma, 1), "{w}x{h}x{c} sigma {sigma}: not the full-resolution bytes");
+                    assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "{w}x{h}x{c} sigma {sigma}: threads differ");
+                }
             }
         }
     }
