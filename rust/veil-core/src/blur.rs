@@ -4,7 +4,7 @@
 //! edge pixel (scipy's `mode="nearest"`, OpenCV's `BORDER_REPLICATE`).
 //!
 //! **Gaussian.** A sampled Gaussian kernel, renormalised, applied
-//! separably. While sigma is small (below 4 px, RGBA 5 px) the image is
+//! separably. While sigma is small (below 4 px, RGBA 4.5 px) the image is
 //! blurred at full resolution in 16-bit fixed point (`blur/fixed.rs`), with
 //! the kernel truncated at 3 sigma: the mass it drops (0.27%) moves a
 //! 0/255 step edge by well under a level. Both passes run in one sweep over
@@ -30,7 +30,7 @@
 //! column sums by doubling; above it, across rows first.
 
 use crate::error::{check_range, Result, VeilError};
-use crate::image::ImageRef;
+use crate::image::{colour_channels, ImageRef};
 use crate::parallel::{for_each_band, for_each_band_min};
 use crate::simd::{self, dispatch};
 
@@ -169,10 +169,12 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     // they hold block means of the replicated edge pixels, so the border
     // rule is the full-resolution one, not a replicated reduced cell.
     let pad = weights.len() / 2 + 1;
+    // The reduced copy holds the colour channels only: RGBA alpha is
+    // copied as each output row is written, never filtered.
     let geom = Geometry {
         width: src.width.div_ceil(k) + 2 * pad,
         height: src.height.div_ceil(k) + 2 * pad,
-        channels: src.channels,
+        channels: colour_channels(src.channels),
     };
     if threads > 1 && k >= MIN_SHARED_REDUCTION {
         // Bands that each made their reduced rows from the source would
@@ -185,27 +187,21 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         let mut reduced = vec![0f32; geom.height * geom.row_len()];
         for_each_band_min(&mut reduced, geom.row_len(), threads, 8, |j0, rows| reduce_band(&src, k, pad, geom.row_len(), j0, rows));
         let shared = SharedReduced { rows: &reduced, k, pad, geom };
-        for_each_band(dst, src.row_len(), threads, |y0, band| {
-            reduced_band_pre(&src, &shared, &weights, y0, band);
-            restore_alpha(&src, band, y0);
-        });
+        for_each_band(dst, src.row_len(), threads, |y0, band| reduced_band_pre(&src, &shared, &weights, y0, band));
         return Ok(());
     }
-    for_each_band(dst, src.row_len(), threads, |y0, band| {
-        reduced_band(&src, &weights, k, pad, geom, y0, band);
-        restore_alpha(&src, band, y0);
-    });
+    for_each_band(dst, src.row_len(), threads, |y0, band| reduced_band(&src, &weights, k, pad, geom, y0, band));
     Ok(())
 }
 
 /// Below these sigmas the image is blurred at full resolution even where a
-/// copy reduced 2 times is allowed (from 3.35): measured at 12 MP
-/// (`benches/bench_kernels.py`, 1 thread), the full-resolution path is as
-/// fast as the reduced one at sigma 4 for RGB (37.7 vs 37.2 ms) and faster
-/// for RGBA up to 5 (55 vs 58 ms; at 4, 47 vs 55), whose alpha it does not
-/// filter.
+/// copy reduced 2 times is allowed (from 3.35): the full-resolution cost
+/// grows with the radius (3 sigma), the reduced one does not. Measured at
+/// 12 MP (1 thread, CPU time, a busy 2-core machine, so to about 10%): RGB
+/// 31.6 vs 38.3 ms at sigma 4 and 35.6-46.2 vs 39.6-39.9 at 4.5 (two
+/// runs); RGBA 39.1 vs 45.1 at 4, 43.5 vs 46.4 at 4.5, 55.3 vs 47.8 at 5.
 const MAX_FULL_RESOLUTION_SIGMA: f64 = 4.0;
-const MAX_FULL_RESOLUTION_SIGMA_RGBA: f64 = 5.0;
+const MAX_FULL_RESOLUTION_SIGMA_RGBA: f64 = 4.5;
 
 /// Whether `sigma` (planned with reduction `k`) is blurred at full
 /// resolution, in fixed point.
@@ -454,43 +450,44 @@ fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [f32], r
         }
     }
     match c {
-        1 => reduce_columns::<1>(acc, low, k, pad, w, norm),
-        3 => reduce_columns::<3>(acc, low, k, pad, w, norm),
-        _ => reduce_columns::<4>(acc, low, k, pad, w, norm),
+        1 => reduce_columns::<1, 1>(acc, low, k, pad, w, norm),
+        3 => reduce_columns::<3, 3>(acc, low, k, pad, w, norm),
+        _ => reduce_columns::<4, 3>(acc, low, k, pad, w, norm),
     }
 }
 
-/// Sums of `k` columns of `acc` (one row of column sums) into the reduced row `low`.
+/// Sums of `k` columns of `acc` (one row of column sums, `C` values per
+/// pixel) into the reduced row `low` (its first `CO` channels per pixel).
 #[inline(always)]
-fn reduce_columns<const C: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
-    let cells = low.len() / C;
+fn reduce_columns<const C: usize, const CO: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
+    let cells = low.len() / CO;
     // Cells wholly inside the image: plain runs of k pixels, in order.
     let first_inside = pad;
     let inside = (w / k).min(cells.saturating_sub(first_inside));
     let run = &acc[..inside * k * C];
-    let out = &mut low[first_inside * C..(first_inside + inside) * C];
-    for (cell, block) in out.chunks_exact_mut(C).zip(run.chunks_exact(k * C)) {
-        let mut sum = [0f32; C];
+    let out = &mut low[first_inside * CO..(first_inside + inside) * CO];
+    for (cell, block) in out.chunks_exact_mut(CO).zip(run.chunks_exact(k * C)) {
+        let mut sum = [0f32; CO];
         for px in block.chunks_exact(C) {
-            for ch in 0..C {
+            for ch in 0..CO {
                 sum[ch] += px[ch];
             }
         }
-        for ch in 0..C {
+        for ch in 0..CO {
             cell[ch] = sum[ch] * norm;
         }
     }
     // The rest reach past an edge and repeat the edge pixels.
     for i in (0..cells).filter(|&i| i < first_inside || i >= first_inside + inside) {
         let start = (i as isize - pad as isize) * k as isize;
-        let mut sum = [0f32; C];
+        let mut sum = [0f32; CO];
         for (x, n) in clamped_span(start, k, w) {
-            for ch in 0..C {
+            for ch in 0..CO {
                 sum[ch] += n * acc[x * C + ch];
             }
         }
-        for ch in 0..C {
-            low[i * C + ch] = sum[ch] * norm;
+        for ch in 0..CO {
+            low[i * CO + ch] = sum[ch] * norm;
         }
     }
 }
@@ -555,6 +552,8 @@ dispatch!(fn reduced_band_pre(src: &ImageRef, shared: &SharedReduced, weights: &
 fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
     let c = geom.channels;
     let row_len = src.width * c;
+    // RGBA: an output row's colour bytes, then put with the source alpha.
+    let mut rgb = vec![0u8; if src.channels == c { 0 } else { row_len + 16 }];
     let mut conv = Conv::<f32>::new(weights, geom, 0, geom.width);
     let mut low = vec![0f32; geom.row_len()];
     // For each output column: the reduced cell at or before it and the
@@ -568,7 +567,7 @@ fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usiz
     // Two blurred reduced rows widened to full width, reused while y stays between them.
     let mut wide = [vec![0f32; row_len], vec![0f32; row_len]];
     let mut held = [usize::MAX, usize::MAX];
-    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+    for (yy, out) in band.chunks_exact_mut(src.row_len()).enumerate() {
         let (j0, j1, t) = reduced_position(y0 + yy, k, pad, geom.height);
         // When the pair slides down by one, the old lower row is the new
         // upper one: swap the buffers instead of recomputing.
@@ -587,7 +586,12 @@ fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usiz
                 held[slot] = j;
             }
         }
-        simd::lerp_narrow(out, &wide[0], &wide[1], t);
+        if src.channels == c {
+            simd::lerp_narrow(out, &wide[0], &wide[1], t);
+        } else {
+            simd::lerp_narrow(&mut rgb[..row_len], &wide[0], &wide[1], t);
+            fixed::rgba_of_rgb_row(&rgb, src.row(y0 + yy), out);
+        }
     }
 }
 

@@ -615,6 +615,24 @@ fn band_impl<V: Lanes>(src: &ImageRef, k: &Kernel, y0: usize, band: &mut [u8]) {
     }
 }
 
+/// `out` (RGBA) = the RGB pixels `rgb` (with 16 bytes to spare) with the
+/// alpha bytes of `alpha` (RGBA), in the best vector build.
+pub(super) fn rgba_of_rgb_row(rgb: &[u8], alpha: &[u8], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(rgb: &[u8], alpha: &[u8], out: &mut [u8]) {
+            rgba_of_rgb::<x86::Avx2>(rgb, alpha, out)
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2(rgb, alpha, out) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return rgba_of_rgb::<wasm::Simd128>(rgb, alpha, out);
+    #[allow(unreachable_code)]
+    rgba_of_rgb::<Scalar>(rgb, alpha, out)
+}
+
 /// The Gaussian of a band of rows with kernel `k`, alpha copied from `src`.
 pub(super) fn gaussian_band(src: &ImageRef, k: &Kernel, y0: usize, band: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
