@@ -454,6 +454,109 @@ fn column_pass_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Ker
     }
 }
 
+/// `column_pass` with the sums kept in Q6 (`out`, i16) instead of rounded
+/// to bytes.
+#[inline(always)]
+fn column_pass_q6<V: Lanes>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [i16]) {
+    with_radius!(k.radius(), column_pass_q6_r::<V>(ring, offs, k, out))
+}
+
+#[inline(always)]
+fn column_pass_q6_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [i16]) {
+    let n = out.len();
+    assert!(k.radius() == R && offs.len() == 2 * R + 1 && offs.iter().all(|&o| o + n <= ring.len()));
+    let o = out.as_mut_ptr();
+    let mut rows = [ring.as_ptr(); 2 * MAX_RADIUS + 1];
+    for (p, &off) in rows.iter_mut().zip(offs) {
+        // SAFETY: off + n <= ring.len() (asserted).
+        *p = unsafe { ring.as_ptr().add(off) };
+    }
+    let w = splat_weights::<V>(k);
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // j also picks the rows
+    unsafe fn at<V: Lanes, const R: usize, const B: usize>(rows: &[*const i16; 2 * MAX_RADIUS + 1], w: &[V; MAX_RADIUS + 1], i: usize, o: *mut i16) {
+        let mut acc = [V::splat(0); B];
+        for (b, acc) in acc.iter_mut().enumerate() {
+            *acc = V::load(rows[R].add(i + b * V::N)).mulhrs(w[0]);
+        }
+        for j in 1..=R {
+            for (b, acc) in acc.iter_mut().enumerate() {
+                let pair = V::load(rows[R - j].add(i + b * V::N)).add(V::load(rows[R + j].add(i + b * V::N)));
+                *acc = acc.add(pair.mulhrs(w[j]));
+            }
+        }
+        for (b, acc) in acc.iter().enumerate() {
+            acc.store(o.add(i + b * V::N));
+        }
+    }
+    let ws = splat_weights::<Scalar>(k);
+    // SAFETY: 2R+1 rows, each with n values (asserted); i..i+BN <= n.
+    unsafe {
+        if n < V::N {
+            for i in 0..n {
+                at::<Scalar, R, 1>(&rows, &ws, i, o);
+            }
+        } else {
+            let mut i = 0;
+            while i + BLOCK * V::N <= n {
+                at::<V, R, BLOCK>(&rows, &w, i, o);
+                i += BLOCK * V::N;
+            }
+            while i + V::N <= n {
+                at::<V, R, 1>(&rows, &w, i, o);
+                i += V::N;
+            }
+            if i < n {
+                at::<V, R, 1>(&rows, &w, n - V::N, o);
+            }
+        }
+    }
+}
+
+/// Defines `$name(args)` that runs `$body::<V>(args)` with the widest
+/// `Lanes` the CPU has (the one-lane version where there is none).
+macro_rules! dispatch_lanes {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body::<x86::Avx512>($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body::<x86::Avx2>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512bw") {
+                    // SAFETY: the CPU has AVX-512 F and BW, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            return $body::<wasm::Simd128>($($arg),*);
+            #[allow(unreachable_code)]
+            $body::<Scalar>($($arg),*)
+        }
+    };
+}
+
+dispatch_lanes!(
+    /// The horizontal pass of one row: `out[i] = w0 ext[r c + i] + sum_j w_j
+    /// (ext[(r - j) c + i] + ext[(r + j) c + i])`, all Q6.
+    pub(super) fn filter_row(ext: &[i16], c: usize, k: &Kernel, out: &mut [i16]) => row_pass
+);
+dispatch_lanes!(
+    /// The vertical pass of one row, in Q6: `out[i] = w0 row_r[i] + sum_j
+    /// w_j (row_{r-j}[i] + row_{r+j}[i])`, where `row_t` is `ring[offs[t]..]`.
+    pub(super) fn filter_column(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [i16]) => column_pass_q6
+);
+
 /// `out[i] = src[i] << 6`.
 #[inline(always)]
 fn to_q6<V: Lanes>(src: &[u8], out: &mut [i16]) {
@@ -683,4 +786,11 @@ pub(super) fn gaussian_band_avx2(src: &ImageRef, k: &Kernel, y0: usize, band: &m
     }
     let _ = (src, k, y0, band);
     false
+}
+
+/// `filter_row` and `filter_column` with the one-lane arithmetic only.
+#[cfg(test)]
+pub(super) fn filter_scalar(ext: &[i16], c: usize, k: &Kernel, row_out: &mut [i16], ring: &[i16], offs: &[usize], column_out: &mut [i16]) {
+    row_pass::<Scalar>(ext, c, k, row_out);
+    column_pass_q6::<Scalar>(ring, offs, k, column_out);
 }
