@@ -94,6 +94,7 @@ def calls_for(channels: int) -> list:
         {"kernel": "fill", "color": color},
         {"kernel": "add_noise", "amount": 40, "seed": 1234567},
         {"kernel": "gaussian_blur", "sigma_px": 1.5},
+        {"kernel": "gaussian_blur", "sigma_px": 3.0},
         {"kernel": "gaussian_blur", "sigma_px": 12.0},
         {"kernel": "regions", "method": {"kind": "pixelate", "blockPx": 5}, "regions": [region]},
         {"kernel": "regions", "method": {"kind": "gaussian", "sigmaPx": 4.0}, "regions": [region]},

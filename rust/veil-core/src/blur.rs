@@ -3,24 +3,27 @@
 //! Both use the "nearest" border rule: pixels beyond the edge repeat the
 //! edge pixel (scipy's `mode="nearest"`, OpenCV's `BORDER_REPLICATE`).
 //!
-//! **Gaussian.** A sampled Gaussian kernel truncated at 4 sigma (as
-//! `scipy.ndimage.gaussian_filter` does), applied separably in f32. For
-//! sigma above a few pixels the work is done on a copy reduced k times
-//! (k x k block means), blurred with the remaining sigma, and brought back
-//! with linear interpolation: the block mean and the interpolation are
-//! themselves small blurs whose variances are subtracted from the target
-//! (variances of convolved kernels add), so the total stays sigma^2. k is
-//! the largest reduction that leaves the reduced blur a sigma of at least
-//! 1.6 to 2.6 reduced pixels (the floor grows with k), so the reduced blur
-//! is always a small kernel and the cost per output pixel does not grow
-//! with sigma; the floors keep the error of interpolating a signal that
-//! smooth under 2.5 LSB at step edges and corners (see the sweeps in
-//! `blur/tests.rs` against an exact f64 convolution).
+//! **Gaussian.** A sampled Gaussian kernel, renormalised, applied
+//! separably. While sigma is small (below 4 px) the image is
+//! blurred at full resolution in 16-bit fixed point (`blur/fixed.rs`), with
+//! the kernel truncated at 3 sigma: the mass it drops (0.27%) moves a
+//! 0/255 step edge by well under a level. Both passes run in one sweep over
+//! each band of rows, so the image is read once and written once.
 //!
-//! From sigma 2 (RGBA: 2.5) up to where the reduced copy takes over,
-//! images take the sampled kernel along rows only and Deriche's recursive
-//! filter down columns (`blur/recursive.rs`), whose cost does not grow
-//! with sigma; it stays within 1.1 LSB of the exact Gaussian there.
+//! For larger sigma the work is done on a copy reduced k times
+//! (k x k block means, in f32), blurred with the remaining sigma by the
+//! same fixed-point passes, the kernel truncated at 4 sigma (as
+//! `scipy.ndimage.gaussian_filter` does), and brought back with linear
+//! interpolation in f32: the block mean and
+//! the interpolation are themselves small blurs whose variances are
+//! subtracted from the target (variances of convolved kernels add), so the
+//! total stays sigma^2. k is the largest reduction that leaves the reduced
+//! blur a sigma of at least 1.6 to 2.6 reduced pixels (the floor grows with
+//! k), so the reduced blur is always a small kernel and the cost per output
+//! pixel does not grow with sigma; the floors keep the error of
+//! interpolating a signal that smooth under 2.5 LSB at step edges and
+//! corners (see the sweeps in `blur/tests.rs` against an exact f64
+//! convolution).
 //!
 //! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
 //! for any radius, including radii larger than the image. Up to radius 15
@@ -28,19 +31,25 @@
 //! column sums by doubling; above it, across rows first.
 
 use crate::error::{check_range, Result, VeilError};
-use crate::image::ImageRef;
-use crate::parallel::{for_each_band, for_each_band_min, for_each_index};
+use crate::image::{colour_channels, ImageRef};
+use crate::parallel::{for_each_band, for_each_band_min};
 use crate::simd::{self, dispatch};
 
-mod recursive;
+mod fixed;
 
 /// Smallest Gaussian sigma accepted, in pixels. Below this the kernel is
 /// nearly a delta and anonymizes nothing.
 pub const MIN_SIGMA_PX: f64 = 0.5;
 /// Largest Gaussian sigma accepted, in pixels.
 pub const MAX_SIGMA_PX: f64 = 250.0;
-/// Kernel support, in sigmas (scipy's default `truncate=4.0`).
+/// Kernel support of the blur on a reduced copy, in sigmas (scipy's
+/// default `truncate=4.0`).
 const TRUNCATE_SIGMAS: f64 = 4.0;
+/// Kernel support at full resolution, in sigmas. For a renormalised kernel
+/// the error on a 0/255 step edge is about the mass left out times 255/2:
+/// 0.35 levels at 3 sigma (the sweeps in `blur/tests.rs` measure the whole
+/// error, fixed point included), for 25% fewer taps than at 4.
+const FIXED_TRUNCATE_SIGMAS: f64 = 3.0;
 /// Sigma of the blur on the reduced copy never goes below this (in reduced
 /// pixels): a smaller one would leave detail that linear interpolation
 /// renders visibly wrong.
@@ -83,20 +92,6 @@ fn copy_alpha_body(band: &mut [u8], src: &[u8]) {
 dispatch!(fn copy_alpha_fast(band: &mut [u8], src: &[u8]) => copy_alpha_body);
 
 // ---------------------------------------------------------------- Gaussian
-
-/// Sampled Gaussian weights `w[0..=2r]`, normalised to sum to 1.
-fn gaussian_weights(sigma: f64) -> Vec<f32> {
-    let radius = (TRUNCATE_SIGMAS * sigma + 0.5) as usize;
-    let mut w: Vec<f64> = (0..=2 * radius)
-        .map(|i| {
-            let x = i as f64 - radius as f64;
-            (-0.5 * x * x / (sigma * sigma)).exp()
-        })
-        .collect();
-    let sum: f64 = w.iter().sum();
-    w.iter_mut().for_each(|v| *v /= sum);
-    w.into_iter().map(|v| v as f32).collect()
-}
 
 /// Variance (in full-resolution pixels^2) added by taking k x k block means
 /// and, later, interpolating linearly back from the block centres.
@@ -150,27 +145,23 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     check_range("sigma_px", sigma_px, MIN_SIGMA_PX, MAX_SIGMA_PX)?;
     check_dst(&src, dst)?;
     let (k, reduced_sigma) = gaussian_plan(sigma_px);
-    if use_recursive(sigma_px, k, src.channels) {
-        recursive_gaussian(&src, dst, sigma_px, threads);
+    if full_resolution(sigma_px, k) {
+        let kernel = fixed::Kernel::new(sigma_px, FIXED_TRUNCATE_SIGMAS);
+        // Alpha is put back as each row is written.
+        for_each_band(dst, src.row_len(), threads, |y0, band| fixed::gaussian_band(&src, &kernel, y0, band));
         return Ok(());
     }
-    if k == 1 {
-        let weights = gaussian_weights(sigma_px);
-        for_each_band(dst, src.row_len(), threads, |y0, band| {
-            convolve_band_u8(&src, &weights, y0, band);
-            restore_alpha(&src, band, y0);
-        });
-        return Ok(());
-    }
-    let weights = gaussian_weights(reduced_sigma);
+    let kernel = fixed::Kernel::new(reduced_sigma, TRUNCATE_SIGMAS);
     // Reduced cells beyond the image edges, as many as the kernel reaches:
     // they hold block means of the replicated edge pixels, so the border
     // rule is the full-resolution one, not a replicated reduced cell.
-    let pad = weights.len() / 2 + 1;
+    let pad = kernel.radius() + 1;
+    // The reduced copy holds the colour channels only: RGBA alpha is
+    // copied as each output row is written, never filtered.
     let geom = Geometry {
         width: src.width.div_ceil(k) + 2 * pad,
         height: src.height.div_ceil(k) + 2 * pad,
-        channels: src.channels,
+        channels: colour_channels(src.channels),
     };
     if threads > 1 && k >= MIN_SHARED_REDUCTION {
         // Bands that each made their reduced rows from the source would
@@ -183,17 +174,26 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         let mut reduced = vec![0f32; geom.height * geom.row_len()];
         for_each_band_min(&mut reduced, geom.row_len(), threads, 8, |j0, rows| reduce_band(&src, k, pad, geom.row_len(), j0, rows));
         let shared = SharedReduced { rows: &reduced, k, pad, geom };
-        for_each_band(dst, src.row_len(), threads, |y0, band| {
-            reduced_band_pre(&src, &shared, &weights, y0, band);
-            restore_alpha(&src, band, y0);
-        });
+        for_each_band(dst, src.row_len(), threads, |y0, band| reduced_band_pre(&src, &shared, &kernel, y0, band));
         return Ok(());
     }
-    for_each_band(dst, src.row_len(), threads, |y0, band| {
-        reduced_band(&src, &weights, k, pad, geom, y0, band);
-        restore_alpha(&src, band, y0);
-    });
+    for_each_band(dst, src.row_len(), threads, |y0, band| reduced_band(&src, &kernel, k, pad, geom, y0, band));
     Ok(())
+}
+
+/// Below this sigma the image is blurred at full resolution even where a
+/// copy reduced 2 times is allowed (from 3.35): the full-resolution cost
+/// grows with the radius (3 sigma), the reduced one does not. Measured at
+/// 12 MP (1 thread, CPU time, on a busy 2-core machine, so to about 10%),
+/// full resolution vs reduced: RGB 27.4 vs 33.2 ms at sigma 3.4, 31.3 vs
+/// 33.4 at 4, 45.5 vs 35.0 at 4.5; RGBA 35.2 vs 38.9 at 3.4, 39.4 vs 39.1
+/// at 4.
+const MAX_FULL_RESOLUTION_SIGMA: f64 = 4.0;
+
+/// Whether `sigma` (planned with reduction `k`) is blurred at full
+/// resolution, in fixed point.
+fn full_resolution(sigma: f64, k: usize) -> bool {
+    k == 1 || sigma < MAX_FULL_RESOLUTION_SIGMA
 }
 
 /// Smallest reduction whose reduced copy is made once and shared by the
@@ -201,78 +201,6 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
 /// (under 10% of a band at 12 MP) and the copy would be nearly as large as
 /// the image.
 const MIN_SHARED_REDUCTION: usize = 3;
-
-/// Smallest sigma given to the recursive vertical pass: Deriche's
-/// approximation drifts from the sampled Gaussian below it.
-const MIN_RECURSIVE_SIGMA: f64 = 2.0;
-/// For RGBA, where the recursion also runs over the alpha values (put
-/// back afterwards), the separable kernel stays faster up to about here
-/// (`benches/bench_kernels.py`: 95 vs 101 ms at sigma 2, 117 vs 111 at 2.5).
-const MIN_RECURSIVE_SIGMA_RGBA: f64 = 2.5;
-
-/// Whether `sigma` (planned with reduction `k`) takes the sampled kernel
-/// across rows and the recursive filter down columns: only where the
-/// image is blurred at full resolution (a reduced copy is cheaper above).
-fn use_recursive(sigma: f64, k: usize, channels: usize) -> bool {
-    let min = if channels == 4 { MIN_RECURSIVE_SIGMA_RGBA } else { MIN_RECURSIVE_SIGMA };
-    k == 1 && sigma >= min
-}
-
-/// Gaussian as a sampled kernel along rows (from `src` into `dst`, in
-/// bands of rows) then Deriche's recursive filter down columns (in place,
-/// in strips of columns). The horizontal pass rounds to bytes: the error
-/// this adds is at most half a level, and keeps the vertical pass free of
-/// a full-size float buffer.
-fn recursive_gaussian(src: &ImageRef, dst: &mut [u8], sigma: f64, threads: usize) {
-    let weights = gaussian_weights(sigma);
-    let row_len = src.row_len();
-    for_each_band(dst, row_len, threads, |y0, band| horizontal_band(src, &weights, y0, band));
-    let filter = recursive::Deriche::new(sigma);
-    let strip = recursive::strip_values(src.height, row_len);
-    let shared = recursive::SharedRows::new(dst, row_len);
-    let alpha = (src.channels == 4).then_some(src);
-    for_each_index(row_len.div_ceil(strip), threads, || recursive::Scratch::new(strip, src.height), |scratch, i| {
-        // SAFETY: strip i covers values i*strip..(i+1)*strip of each row,
-        // disjoint from every other index; `dst` is not used meanwhile.
-        let mut rows = unsafe { shared.strip(i * strip, ((i + 1) * strip).min(row_len)) };
-        vertical_strip(&mut rows, &filter, alpha, scratch);
-    });
-}
-
-#[inline(always)]
-fn vertical_strip_body(rows: &mut recursive::StripRows, filter: &recursive::Deriche, alpha: Option<&ImageRef>, scratch: &mut recursive::Scratch) {
-    recursive::vertical_strip_impl(rows, filter, alpha, scratch)
-}
-dispatch!(fn vertical_strip(rows: &mut recursive::StripRows, filter: &recursive::Deriche, alpha: Option<&ImageRef>, scratch: &mut recursive::Scratch) => vertical_strip_body);
-
-/// The sampled kernel along each row of a band, rounded to bytes.
-#[inline(always)]
-fn horizontal_band_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
-    let (c, w) = (src.channels, src.width);
-    let row_len = src.row_len();
-    let radius = weights.len() / 2;
-    let hoffs: Vec<usize> = (0..weights.len()).map(|t| t * c).collect();
-    let mut ext = vec![0f32; row_len + 2 * radius * c];
-    let mut acc = vec![0f32; STRIP_VALUES.min(row_len)];
-    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
-        let row = src.row(y0 + yy);
-        simd::widen(&mut ext[radius * c..radius * c + row_len], row);
-        for p in 0..radius {
-            for ch in 0..c {
-                ext[p * c + ch] = row[ch] as f32;
-                ext[(radius + w + p) * c + ch] = row[row_len - c + ch] as f32;
-            }
-        }
-        let step = acc.len();
-        for start in (0..row_len).step_by(step) {
-            let end = (start + step).min(row_len);
-            let acc = &mut acc[..end - start];
-            f32::convolve(&ext[start..end + 2 * radius * c], &hoffs, weights, acc);
-            simd::narrow(&mut out[start..end], acc);
-        }
-    }
-}
-dispatch!(fn horizontal_band(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => horizontal_band_impl);
 
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
@@ -287,85 +215,13 @@ impl Geometry {
     }
 }
 
-/// Values per register block in the f32 convolution loops: enough
-/// independent accumulators to hide the latency of the add chains (8 AVX2
-/// registers, 4 AVX-512 ones, 16 simd128 ones).
-const BLOCK: usize = 64;
-/// Width of a column strip at full resolution, in f32 values: the ring of
-/// `2r+1` filtered strip rows (r <= 13 here) then stays in L2, and the
-/// halo of `r` pixels each side costs little.
-const STRIP_VALUES: usize = 3072;
-
-/// A sample type of the separable convolution, with its weights and the
-/// inner loop over taps.
-trait Sample: Copy + Default {
-    type W: Copy;
-    /// `out[i] = w[r] * taps[r][i] + sum_j w[j] * (taps[j][i] + taps[2r-j][i])`,
-    /// where tap `t` reads `src[offs[t] + i]`.
-    fn convolve(src: &[Self], offs: &[usize], weights: &[Self::W], out: &mut [Self]);
-}
-
-impl Sample for f32 {
-    type W = f32;
-    /// The sum is formed in this order for every `i` (no fused
-    /// multiply-add), so every target and every block width gives the same bits.
-    #[inline(always)]
-    fn convolve(src: &[f32], offs: &[usize], weights: &[f32], out: &mut [f32]) {
-        #[inline(always)]
-        fn block<const L: usize>(src: &[f32], offs: &[usize], weights: &[f32], i: usize, out: &mut [f32]) {
-            let radius = weights.len() / 2;
-            let mut acc = [0f32; L];
-            let centre: &[f32; L] = src[offs[radius] + i..][..L].try_into().unwrap();
-            let wc = weights[radius];
-            for l in 0..L {
-                acc[l] = wc * centre[l];
-            }
-            for j in 0..radius {
-                let a: &[f32; L] = src[offs[j] + i..][..L].try_into().unwrap();
-                let b: &[f32; L] = src[offs[2 * radius - j] + i..][..L].try_into().unwrap();
-                let w = weights[j];
-                for l in 0..L {
-                    acc[l] += w * (a[l] + b[l]);
-                }
-            }
-            out[i..i + L].copy_from_slice(&acc);
-        }
-        let n = out.len();
-        assert!(offs.len() == weights.len() && offs.iter().all(|&o| o + n <= src.len()));
-        let mut i = 0;
-        while i + BLOCK <= n {
-            block::<BLOCK>(src, offs, weights, i, out);
-            i += BLOCK;
-        }
-        while i + 8 <= n {
-            block::<8>(src, offs, weights, i, out);
-            i += 8;
-        }
-        while i < n {
-            block::<1>(src, offs, weights, i, out);
-            i += 1;
-        }
-    }
-}
-
-/// A source of rows for `Conv`: `load(y, lo, hi, out)` writes pixels
+/// A source of rows for `FixedConv`: `load(y, lo, hi, out)` writes pixels
 /// `lo..hi` of row `y`. A trait with `#[inline(always)]` methods rather
 /// than a closure, so that the loading is compiled inside each SIMD build
 /// of the caller (a closure body may be left out of line, in the baseline
 /// build).
 trait RowSource<T> {
     fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [T]);
-}
-
-/// The rows of an 8-bit image, as f32.
-struct U8Rows<'a, 'b>(&'b ImageRef<'a>);
-
-impl RowSource<f32> for U8Rows<'_, '_> {
-    #[inline(always)]
-    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [f32]) {
-        let c = self.0.channels;
-        simd::widen(out, &self.0.row(y)[lo * c..hi * c]);
-    }
 }
 
 /// The rows of the reduced copy, made from the source on demand (whole rows).
@@ -408,112 +264,82 @@ fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: us
 }
 dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) => reduce_band_impl);
 
-/// One separable convolution over a strip of columns `x0..x1` of a source
-/// that `load(y, lo, hi, out)` delivers as samples (pixels `lo..hi` of row
-/// `y`). Source rows are filtered horizontally once each, into a ring of
-/// `2r+1` slots keyed by row; `row(y)` then sums the ring vertically. Rows
-/// are asked for in increasing order, so each source row is loaded once.
-struct Conv<'w, T: Sample> {
-    weights: &'w [T::W],
-    /// Tap offsets of the horizontal pass (fixed) and of the vertical one.
-    hoffs: Vec<usize>,
-    voffs: Vec<usize>,
-    channels: usize,
-    width: usize,
-    height: usize,
-    x0: usize,
-    x1: usize,
-    ext: Vec<T>,
-    ring: Vec<T>,
+/// The separable blur of the reduced copy, in the fixed point of the
+/// full-resolution path (`blur/fixed.rs`): each reduced row (f32 block
+/// means, from `load`) is rounded to Q6 (1/64 of a level), filtered across
+/// once into a ring of `2r+1` rows keyed by row, and `row(j)` is the
+/// vertical sum of the ring, back in f32 (exactly) for the interpolation.
+/// Rows are asked for in increasing order, so each is loaded once.
+struct FixedConv<'k> {
+    kernel: &'k fixed::Kernel,
+    geom: Geometry,
+    loaded: Vec<f32>,
+    ext: Vec<i16>,
+    ring: Vec<i16>,
     held: Vec<usize>,
+    offs: Vec<usize>,
+    sums: Vec<i16>,
 }
 
-impl<'w, T: Sample> Conv<'w, T> {
-    #[inline(always)]
-    fn new(weights: &'w [T::W], geom: Geometry, x0: usize, x1: usize) -> Self {
-        let radius = weights.len() / 2;
-        let c = geom.channels;
-        let strip = (x1 - x0) * c;
-        let slots = (2 * radius + 1).min(geom.height);
+impl<'k> FixedConv<'k> {
+    fn new(kernel: &'k fixed::Kernel, geom: Geometry) -> Self {
+        let (r, n) = (kernel.radius(), geom.row_len());
+        let slots = (2 * r + 1).min(geom.height);
         Self {
-            weights,
-            hoffs: (0..weights.len()).map(|t| t * c).collect(),
-            voffs: vec![0; weights.len()],
-            channels: c,
-            width: geom.width,
-            height: geom.height,
-            x0,
-            x1,
-            ext: vec![T::default(); strip + 2 * radius * c],
-            ring: vec![T::default(); slots * strip],
+            kernel,
+            geom,
+            loaded: vec![0.0; n],
+            ext: vec![0; n + 2 * r * geom.channels],
+            ring: vec![0; slots * n],
             held: vec![usize::MAX; slots],
+            offs: vec![0; 2 * r + 1],
+            sums: vec![0; n],
         }
     }
 
-    /// Filters source row `sy` horizontally into its ring slot.
+    /// Filters reduced row `j` across into its ring slot.
     #[inline(always)]
-    fn fill<L: RowSource<T>>(&mut self, sy: usize, load: &mut L) {
-        let radius = self.weights.len() / 2;
-        let c = self.channels;
-        let strip = (self.x1 - self.x0) * c;
-        // ext[p*C..] holds pixel x0 - r + p, clamped to the row (nearest rule).
-        let first = self.x0 as isize - radius as isize;
-        let lo = first.max(0) as usize;
-        let hi = (self.x1 + radius).min(self.width);
-        let at = |x: usize| (x as isize - first) as usize * c;
-        load.load(sy, lo, hi, &mut self.ext[at(lo)..at(hi)]);
-        for p in 0..at(lo) / c {
-            self.ext.copy_within(at(lo)..at(lo) + c, p * c);
+    fn fill<L: RowSource<f32>>(&mut self, j: usize, load: &mut L) {
+        let (r, c, w, n) = (self.kernel.radius(), self.geom.channels, self.geom.width, self.geom.row_len());
+        load.load(j, 0, w, &mut self.loaded);
+        // ext[p c..] holds cell p - r, clamped to the row (nearest rule).
+        let ext = &mut self.ext;
+        for (e, &v) in ext[r * c..r * c + n].iter_mut().zip(&self.loaded) {
+            debug_assert!((0.0..=255.5).contains(&v));
+            // SAFETY: v is a mean of bytes, so v * 64 + 0.5 is in 0..16353.
+            *e = unsafe { (v * 64.0 + 0.5).to_int_unchecked::<i32>() } as i16;
         }
-        for p in at(hi) / c..self.ext.len() / c {
-            self.ext.copy_within(at(hi) - c..at(hi), p * c);
+        for p in 0..r {
+            for ch in 0..c {
+                ext[p * c + ch] = ext[r * c + ch];
+                ext[(r + w + p) * c + ch] = ext[(r + w - 1) * c + ch];
+            }
         }
-        let slot = sy % self.held.len();
-        T::convolve(&self.ext, &self.hoffs, self.weights, &mut self.ring[slot * strip..(slot + 1) * strip]);
-        self.held[slot] = sy;
+        let slot = j % self.held.len();
+        fixed::filter_row(ext, c, self.kernel, &mut self.ring[slot * n..(slot + 1) * n]);
+        self.held[slot] = j;
     }
 
-    /// Output row `y` of the strip into `out` (`(x1 - x0) * C` values).
+    /// Blurred reduced row `j` into `out` (`geom.row_len()` values).
     #[inline(always)]
-    fn row<L: RowSource<T>>(&mut self, y: usize, load: &mut L, out: &mut [T]) {
-        let radius = self.weights.len() / 2;
-        let strip = (self.x1 - self.x0) * self.channels;
-        let last = self.height as isize - 1;
-        for t in 0..=2 * radius {
-            let sy = (y as isize + t as isize - radius as isize).clamp(0, last) as usize;
+    fn row<L: RowSource<f32>>(&mut self, j: usize, load: &mut L, out: &mut [f32]) {
+        let r = self.kernel.radius();
+        let n = self.geom.row_len();
+        let last = self.geom.height - 1;
+        for t in 0..=2 * r {
+            let sy = (j + t).saturating_sub(r).min(last);
             let slot = sy % self.held.len();
             if self.held[slot] != sy {
                 self.fill(sy, load);
             }
-            self.voffs[t] = slot * strip;
+            self.offs[t] = slot * n;
         }
-        T::convolve(&self.ring, &self.voffs, self.weights, out);
-    }
-}
-
-/// Full-resolution Gaussian of a band of rows, strip by strip.
-#[inline(always)]
-fn convolve_band_u8_impl(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) {
-    let geom = Geometry { width: src.width, height: src.height, channels: src.channels };
-    let c = geom.channels;
-    let row_len = geom.row_len();
-    let rows = band.len() / row_len;
-    let strip_px = (STRIP_VALUES / c).max(1);
-    let mut acc = vec![0f32; strip_px.min(geom.width) * c];
-    let mut load = U8Rows(src);
-    for x0 in (0..geom.width).step_by(strip_px) {
-        let x1 = (x0 + strip_px).min(geom.width);
-        let mut conv = Conv::<f32>::new(weights, geom, x0, x1);
-        let acc = &mut acc[..(x1 - x0) * c];
-        for y in y0..y0 + rows {
-            conv.row(y, &mut load, acc);
-            let at = (y - y0) * row_len;
-            simd::narrow(&mut band[at + x0 * c..at + x1 * c], acc);
+        fixed::filter_column(&self.ring, &self.offs, self.kernel, &mut self.sums);
+        for (o, &v) in out.iter_mut().zip(&self.sums) {
+            *o = v as f32 * (1.0 / 64.0);
         }
     }
 }
-dispatch!(fn convolve_band_u8(src: &ImageRef, weights: &[f32], y0: usize, band: &mut [u8]) => convolve_band_u8_impl);
-
 
 /// The source indices that the `k` positions `start..start+k` read under the
 /// nearest border rule, each with how many positions read it: inside the
@@ -547,43 +373,44 @@ fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [f32], r
         }
     }
     match c {
-        1 => reduce_columns::<1>(acc, low, k, pad, w, norm),
-        3 => reduce_columns::<3>(acc, low, k, pad, w, norm),
-        _ => reduce_columns::<4>(acc, low, k, pad, w, norm),
+        1 => reduce_columns::<1, 1>(acc, low, k, pad, w, norm),
+        3 => reduce_columns::<3, 3>(acc, low, k, pad, w, norm),
+        _ => reduce_columns::<4, 3>(acc, low, k, pad, w, norm),
     }
 }
 
-/// Sums of `k` columns of `acc` (one row of column sums) into the reduced row `low`.
+/// Sums of `k` columns of `acc` (one row of column sums, `C` values per
+/// pixel) into the reduced row `low` (its first `CO` channels per pixel).
 #[inline(always)]
-fn reduce_columns<const C: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
-    let cells = low.len() / C;
+fn reduce_columns<const C: usize, const CO: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
+    let cells = low.len() / CO;
     // Cells wholly inside the image: plain runs of k pixels, in order.
     let first_inside = pad;
     let inside = (w / k).min(cells.saturating_sub(first_inside));
     let run = &acc[..inside * k * C];
-    let out = &mut low[first_inside * C..(first_inside + inside) * C];
-    for (cell, block) in out.chunks_exact_mut(C).zip(run.chunks_exact(k * C)) {
-        let mut sum = [0f32; C];
+    let out = &mut low[first_inside * CO..(first_inside + inside) * CO];
+    for (cell, block) in out.chunks_exact_mut(CO).zip(run.chunks_exact(k * C)) {
+        let mut sum = [0f32; CO];
         for px in block.chunks_exact(C) {
-            for ch in 0..C {
+            for ch in 0..CO {
                 sum[ch] += px[ch];
             }
         }
-        for ch in 0..C {
+        for ch in 0..CO {
             cell[ch] = sum[ch] * norm;
         }
     }
     // The rest reach past an edge and repeat the edge pixels.
     for i in (0..cells).filter(|&i| i < first_inside || i >= first_inside + inside) {
         let start = (i as isize - pad as isize) * k as isize;
-        let mut sum = [0f32; C];
+        let mut sum = [0f32; CO];
         for (x, n) in clamped_span(start, k, w) {
-            for ch in 0..C {
+            for ch in 0..CO {
                 sum[ch] += n * acc[x * C + ch];
             }
         }
-        for ch in 0..C {
-            low[i * C + ch] = sum[ch] * norm;
+        for ch in 0..CO {
+            low[i * CO + ch] = sum[ch] * norm;
         }
     }
 }
@@ -620,12 +447,12 @@ fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mu
 /// it, blurred, widened to full width and interpolated, so no full-size
 /// intermediate is ever stored.
 #[inline(always)]
-fn reduced_band_impl(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
+fn reduced_band_impl(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
     let row_len = src.row_len();
     let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
-    reduced_band_from(src, weights, k, pad, geom, y0, band, &mut load);
+    reduced_band_from(src, kernel, k, pad, geom, y0, band, &mut load);
 }
-dispatch!(fn reduced_band(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
+dispatch!(fn reduced_band(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
 
 /// A reduced copy made beforehand (`reduce_band`), with its reduction and grid.
 struct SharedReduced<'a> {
@@ -637,18 +464,20 @@ struct SharedReduced<'a> {
 
 /// `reduced_band` from a reduced copy made beforehand.
 #[inline(always)]
-fn reduced_band_pre_impl(src: &ImageRef, shared: &SharedReduced, weights: &[f32], y0: usize, band: &mut [u8]) {
+fn reduced_band_pre_impl(src: &ImageRef, shared: &SharedReduced, kernel: &fixed::Kernel, y0: usize, band: &mut [u8]) {
     let mut load = PrecomputedRows { rows: shared.rows, row_len: shared.geom.row_len() };
-    reduced_band_from(src, weights, shared.k, shared.pad, shared.geom, y0, band, &mut load);
+    reduced_band_from(src, kernel, shared.k, shared.pad, shared.geom, y0, band, &mut load);
 }
-dispatch!(fn reduced_band_pre(src: &ImageRef, shared: &SharedReduced, weights: &[f32], y0: usize, band: &mut [u8]) => reduced_band_pre_impl);
+dispatch!(fn reduced_band_pre(src: &ImageRef, shared: &SharedReduced, kernel: &fixed::Kernel, y0: usize, band: &mut [u8]) => reduced_band_pre_impl);
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
+fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
     let c = geom.channels;
     let row_len = src.width * c;
-    let mut conv = Conv::<f32>::new(weights, geom, 0, geom.width);
+    // RGBA: an output row's colour bytes, then put with the source alpha.
+    let mut rgb = vec![0u8; if src.channels == c { 0 } else { row_len + 16 }];
+    let mut conv = FixedConv::new(kernel, geom);
     let mut low = vec![0f32; geom.row_len()];
     // For each output column: the reduced cell at or before it and the
     // fraction towards the next (the padding guarantees a next cell).
@@ -661,7 +490,7 @@ fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usiz
     // Two blurred reduced rows widened to full width, reused while y stays between them.
     let mut wide = [vec![0f32; row_len], vec![0f32; row_len]];
     let mut held = [usize::MAX, usize::MAX];
-    for (yy, out) in band.chunks_exact_mut(row_len).enumerate() {
+    for (yy, out) in band.chunks_exact_mut(src.row_len()).enumerate() {
         let (j0, j1, t) = reduced_position(y0 + yy, k, pad, geom.height);
         // When the pair slides down by one, the old lower row is the new
         // upper one: swap the buffers instead of recomputing.
@@ -680,7 +509,12 @@ fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, weights: &[f32], k: usiz
                 held[slot] = j;
             }
         }
-        simd::lerp_narrow(out, &wide[0], &wide[1], t);
+        if src.channels == c {
+            simd::lerp_narrow(out, &wide[0], &wide[1], t);
+        } else {
+            simd::lerp_narrow(&mut rgb[..row_len], &wide[0], &wide[1], t);
+            fixed::rgba_of_rgb_row(&rgb, src.row(y0 + yy), out);
+        }
     }
 }
 

@@ -64,20 +64,6 @@ pub fn to_u8(v: f32) -> u8 {
     unsafe { v.to_int_unchecked::<i32>() as u8 }
 }
 
-/// f32 to bytes, rounded.
-#[inline(always)]
-pub fn narrow(out: &mut [u8], src: &[f32]) {
-    let n = out.len().min(src.len());
-    let (out, src) = (&mut out[..n], &src[..n]);
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let done = wasm::narrow16(out, src);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    let done = 0;
-    for i in done..n {
-        out[i] = to_u8(src[i]);
-    }
-}
-
 /// `out[i] = round(a[i] + t * (b[i] - a[i]))`: linear interpolation of two rows into bytes.
 #[inline(always)]
 pub fn lerp_narrow(out: &mut [u8], a: &[f32], b: &[f32], t: f32) {
@@ -259,21 +245,6 @@ mod wasm {
             unsafe {
                 let v = v128_bitselect(v128_load(s.as_ptr() as *const v128), v128_load(d.as_ptr() as *const v128), alpha);
                 v128_store(d.as_mut_ptr() as *mut v128, v);
-            }
-        }
-        blocks * 16
-    }
-
-    /// Bytes done (a multiple of 16); the caller finishes the tail.
-    #[inline(always)]
-    pub fn narrow16(out: &mut [u8], src: &[f32]) -> usize {
-        let half = f32x4_splat(0.5);
-        let blocks = out.len().min(src.len()) / 16;
-        for (o, s) in out.chunks_exact_mut(16).zip(src.chunks_exact(16)).take(blocks) {
-            // SAFETY: each chunk holds 16 floats / 16 bytes; unaligned loads are allowed.
-            unsafe {
-                let q = [0, 4, 8, 12].map(|k| f32x4_add(v128_load(s.as_ptr().add(k) as *const v128), half));
-                v128_store(o.as_mut_ptr() as *mut v128, pack(q));
             }
         }
         blocks * 16

@@ -285,45 +285,187 @@ proptest! {
     }
 }
 
-/// The sigmas that take the recursive vertical pass (`use_recursive`), on
-/// RGB edges in both directions and corners, with every channel different.
+/// Sigmas across the whole full-resolution (fixed-point) range, ending
+/// just below the first that takes a reduced copy.
+fn full_resolution_sigmas() -> Vec<f64> {
+    let routed = |s: f64| full_resolution(s, gaussian_plan(s).0);
+    let (mut top, mut above) = (3.0, 8.0);
+    assert!(routed(top) && !routed(above));
+    for _ in 0..40 {
+        let mid = 0.5 * (top + above);
+        if routed(mid) { top = mid } else { above = mid }
+    }
+    let mut sigmas: Vec<f64> = (0..=16).map(|i| 0.5 + (top - 0.5) * i as f64 / 16.0).collect();
+    sigmas.extend([1.99, 2.0, 3.0, 3.34, 3.36]);
+    sigmas.retain(|&s| routed(s));
+    sigmas
+}
+
+/// RGB edges in both directions and corners, every channel different, at
+/// every full-resolution sigma; the same as RGBA with an alpha gradient
+/// that must come back unchanged. Odd sizes, and rows wider than a column
+/// strip, so strips, their halos and the vector tails are all crossed by
+/// edges.
 #[test]
-fn recursive_path_within_3_lsb_on_rgb_edges_and_corners() {
-    let mut worst = 0.0f64;
-    for i in 0..=12 {
-        let sigma = 2.0 + 1.34 * i as f64 / 12.0;
-        assert!(use_recursive(sigma, gaussian_plan(sigma).0, 3), "sigma {sigma} is routed");
-        assert_eq!(use_recursive(sigma, gaussian_plan(sigma).0, 4), sigma >= MIN_RECURSIVE_SIGMA_RGBA);
-        let size = (sigma * 9.0) as usize + i;
-        let mut img = Image::new(size, size + 3, 3).unwrap();
-        for y in 0..size + 3 {
-            for x in 0..size {
+fn full_resolution_within_3_lsb_on_rgb_and_rgba_edges_and_corners() {
+    let sigmas = full_resolution_sigmas();
+    let mut worst = [0.0f64; 2];
+    for (i, &sigma) in sigmas.iter().enumerate() {
+        // Two strips (RGB and RGBA alike: alpha is not filtered).
+        let (w, h) = (fixed::MAX_STRIP_VALUES / 3 + 37 + 2 * i, 9 + i / 2);
+        let strip = fixed::strip_pixels(w, 3);
+        assert!(strip < w);
+        let mut img = Image::new(w, h, 3).unwrap();
+        for y in 0..h {
+            for x in 0..w {
                 for ch in 0..3 {
-                    let on = match ch { 0 => x >= size / 2, 1 => y >= size / 3, _ => (x >= size / 2) != (y >= size / 2) };
-                    img.data[(y * size + x) * 3 + ch] = if on { 250 } else { 5 };
+                    // Vertical edges at a strip boundary and near the
+                    // right end, a horizontal one, and corners.
+                    let on = match ch { 0 => x >= strip - 1 || (x % 97) < 11, 1 => y >= h / 3, _ => (x >= w / 2 + 5) != (y >= h / 2) };
+                    img.data[(y * w + x) * 3 + ch] = if on { 255 } else { 0 };
                 }
             }
         }
         let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
-        assert!(err <= 3.0, "sigma {sigma}: error {err:.2} LSB");
-        worst = worst.max(err);
-        if sigma >= MIN_RECURSIVE_SIGMA_RGBA {
-            // The same as RGBA, alpha a gradient that must come back unchanged.
-            let mut rgba = Image::new(size, size + 3, 4).unwrap();
-            for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
-                d[..3].copy_from_slice(s);
-                d[3] = (i * 7 % 256) as u8;
+        assert!(err <= 3.0, "RGB sigma {sigma}: error {err:.2} LSB");
+        worst[0] = worst[0].max(err);
+        let mut rgba = Image::new(w, h, 4).unwrap();
+        for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(img.data.chunks_exact(3)).enumerate() {
+            d[..3].copy_from_slice(s);
+            d[3] = (i * 7 % 256) as u8;
+        }
+        let out = blur(&rgba, sigma, 2);
+        let exact = exact_gaussian(&rgba, sigma);
+        for (i, (&o, &e)) in out.iter().zip(&exact).enumerate() {
+            if i % 4 == 3 {
+                assert_eq!(o, rgba.data[i], "alpha kept");
+            } else {
+                let err = (o as f64 - e).abs();
+                assert!(err <= 3.0, "RGBA sigma {sigma}: {o} vs {e:.2}");
+                worst[1] = worst[1].max(err);
             }
-            let out = blur(&rgba, sigma, 2);
-            let exact = exact_gaussian(&rgba, sigma);
-            for (i, (&o, &e)) in out.iter().zip(&exact).enumerate() {
-                if i % 4 == 3 {
-                    assert_eq!(o, rgba.data[i], "alpha kept");
-                } else {
-                    assert!((o as f64 - e).abs() <= 3.0, "RGBA sigma {sigma}: {o} vs {e:.2}");
+        }
+    }
+    eprintln!("worst error at full resolution: RGB {:.2} LSB, RGBA {:.2} LSB", worst[0], worst[1]);
+}
+
+/// The fixed-point weights: exactly 1 in total, so flat areas stay flat,
+/// with the support the truncation says.
+#[test]
+fn fixed_point_weights_sum_to_one() {
+    for sigma in full_resolution_sigmas() {
+        let k = fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS);
+        assert_eq!(k.radius(), (FIXED_TRUNCATE_SIGMAS * sigma + 0.5) as usize);
+        assert_eq!(k.w[0] as i32 + 2 * k.w[1..].iter().map(|&v| v as i32).sum::<i32>(), 32768, "sigma {sigma}");
+        assert!(k.w.windows(2).all(|p| p[0] >= p[1]), "sigma {sigma}: {:?}", k.w);
+    }
+}
+
+/// The vector builds (AVX-512 and AVX2 here, simd128 in the page) give the
+/// bits of the one-lane arithmetic, on rows shorter than a vector, rows
+/// that end mid-vector, several strips, and images shorter than the
+/// kernel; and 1, 2 or 3 threads give the same bytes.
+#[test]
+fn fixed_point_vectors_and_threads_give_the_bytes_of_one_lane() {
+    let sizes = [(1, 1), (3, 2), (7, 5), (11, 40), (33, 9), (517, 13), (1031, 7), (5600, 3)];
+    for &(w, h) in &sizes {
+        for c in [1, 3, 4] {
+            let img = textured(w, h, c);
+            for sigma in [0.5, 1.3, 2.0, 2.7, 3.34, 3.99, 4.5] {
+                let kernel = fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS);
+                let mut want = vec![0u8; img.data.len()];
+                fixed::gaussian_band_scalar(&img.view(), &kernel, 0, &mut want);
+                let mut one = vec![0u8; img.data.len()];
+                fixed::gaussian_band(&img.view(), &kernel, 0, &mut one);
+                assert!(one == want, "{w}x{h}x{c} sigma {sigma}: vector and one-lane bytes differ");
+                let mut avx2 = vec![0u8; img.data.len()];
+                if fixed::gaussian_band_avx2(&img.view(), &kernel, 0, &mut avx2) {
+                    assert!(avx2 == want, "{w}x{h}x{c} sigma {sigma}: AVX2 and one-lane bytes differ");
+                }
+                if full_resolution(sigma, gaussian_plan(sigma).0) {
+                    assert!(one == blur(&img, sigma, 1), "{w}x{h}x{c} sigma {sigma}: not the full-resolution bytes");
+                    assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "{w}x{h}x{c} sigma {sigma}: threads differ");
                 }
             }
         }
     }
-    eprintln!("worst error of the recursive path: {worst:.2} LSB");
+}
+
+/// RGBA goes through every path with its colour filtered as RGB and its
+/// alpha copied: the colour bytes are those of the same image as RGB, on
+/// sizes that cross vector tails, with 1 and 2 threads.
+#[test]
+fn rgba_colour_is_the_rgb_blur_and_alpha_is_kept() {
+    for &(w, h) in &[(5, 3), (61, 47), (301, 203)] {
+        let rgb = textured(w, h, 3);
+        let mut rgba = Image::new(w, h, 4).unwrap();
+        for (i, (d, s)) in rgba.data.chunks_exact_mut(4).zip(rgb.data.chunks_exact(3)).enumerate() {
+            d[..3].copy_from_slice(s);
+            d[3] = (i * 13 % 256) as u8;
+        }
+        for sigma in [0.5, 2.0, 3.0, 3.9, 4.6, 5.0, 6.0, 10.0, 33.0, 100.0] {
+            let want = blur(&rgb, sigma, 1);
+            for threads in [1, 2] {
+                let got = blur(&rgba, sigma, threads);
+                for (p, (g, (a, s))) in got.chunks_exact(4).zip(want.chunks_exact(3).zip(rgba.data.chunks_exact(4))).enumerate() {
+                    assert!(g[..3] == a[..] && g[3] == s[3], "{w}x{h} sigma {sigma} threads {threads}: pixel {p}");
+                }
+            }
+        }
+    }
+}
+
+/// The Q6 passes that blur the reduced copies give the bits of the
+/// one-lane arithmetic, for every radius, channel count and a row length
+/// that ends mid-vector.
+#[test]
+fn fixed_point_reduced_passes_give_the_bits_of_one_lane() {
+    let mut s = 12345u64;
+    let mut q6 = |n: usize| -> Vec<i16> {
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 20) % 16321) as i16
+            })
+            .collect()
+    };
+    for r in 1..=fixed::MAX_RADIUS {
+        let sigma = (r as f64 - 0.4) / TRUNCATE_SIGMAS;
+        let Some(k) = (sigma >= 0.25).then(|| fixed::Kernel::new(sigma, TRUNCATE_SIGMAS)) else { continue };
+        let r = k.radius();
+        for c in [1, 3] {
+            for n in [5 * c, 203 * c] {
+                let ext = q6(n + 2 * r * c);
+                let ring = q6(n * (2 * r + 1));
+                let offs: Vec<usize> = (0..=2 * r).map(|t| ((t * 7) % (2 * r + 1)) * n).collect();
+                let (mut row, mut col) = (vec![0i16; n], vec![0i16; n]);
+                fixed::filter_row(&ext, c, &k, &mut row);
+                fixed::filter_column(&ring, &offs, &k, &mut col);
+                let (mut row1, mut col1) = (vec![0i16; n], vec![0i16; n]);
+                fixed::filter_scalar(&ext, c, &k, &mut row1, &ring, &offs, &mut col1);
+                assert!(row == row1 && col == col1, "r={r} c={c} n={n}");
+            }
+        }
+    }
+}
+
+/// Every accepted sigma gets a kernel within the fixed-point passes'
+/// largest radius, at full resolution and on the reduced copies.
+#[test]
+fn every_sigma_fits_the_fixed_point_radius() {
+    let mut largest = 0;
+    for i in 0..=200_000 {
+        let sigma = MIN_SIGMA_PX + (MAX_SIGMA_PX - MIN_SIGMA_PX) * i as f64 / 200_000.0;
+        let (k, reduced) = gaussian_plan(sigma);
+        // Kernel::new panics past MAX_RADIUS.
+        let radius = if full_resolution(sigma, k) {
+            fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS).radius()
+        } else {
+            fixed::Kernel::new(reduced, TRUNCATE_SIGMAS).radius()
+        };
+        largest = largest.max(radius);
+    }
+    eprintln!("largest radius: {largest}");
 }
