@@ -515,6 +515,8 @@ class _Detector:
         detect._check_options(threshold, max_side_px)
         self._detect = detect
         self._session = detect._session(providers)
+        # Crops are small inputs: one onnxruntime thread each (veil.detect._session).
+        self._crop_session = detect._session(providers, threads=1)
         self.threshold = float(threshold)
         self.max_side_px = int(max_side_px)
         self.tiles = tiles
@@ -524,10 +526,13 @@ class _Detector:
         # pixels it fed the network plus each call's fixed cost.
         self.full_cost: Optional[float] = None
 
-    def _search(self, rgb: np.ndarray, max_side_px: int, tiles: bool, rotations: bool, **options) -> Tuple[list, float]:
+    def _search(
+        self, rgb: np.ndarray, max_side_px: int, tiles: bool, rotations: bool, session=None, **options
+    ) -> Tuple[list, float]:
         px: List[int] = []
         rows = self._detect._detect_array(
-            self._detect._as_rgb(rgb), self.threshold, max_side_px, tiles, self._session, rotations, px, **options
+            self._detect._as_rgb(rgb), self.threshold, max_side_px, tiles, session or self._session, rotations, px,
+            **options,
         )
         faces = [(np.array(r[:4], dtype=np.float64), float(r[4])) for r in rows]
         return faces, float(sum(px) + _CROP_CALL_PX * len(px))
@@ -584,7 +589,7 @@ class _Detector:
             self.crop_searches += 1
             crop = _veil.resize_bilinear(np.ascontiguousarray(rgb[y0:y1, x0:x1]), net_w, net_h)
             longer = -(-max(net_w, net_h) // multiple) * multiple
-            faces, _ = self._search(crop, max(2 * multiple, longer), False, False,
+            faces, _ = self._search(crop, max(2 * multiple, longer), False, False, self._crop_session,
                                     border=None if cut else 0.0, mirror=False)
             faces = [f for f in faces if f[1] >= _CROP_MIN_SCORE]
             sx, sy = (x1 - x0) / net_w, (y1 - y0) / net_h
