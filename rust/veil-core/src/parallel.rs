@@ -60,37 +60,6 @@ where
     f(0, out);
 }
 
-/// Runs `f(&mut state, i)` for every `i` in `0..n` on up to `threads`
-/// threads, with `state` made by `init` once per worker batch (scratch
-/// buffers), not once per index.
-pub fn for_each_index<S, I, F>(n: usize, threads: usize, init: I, f: F)
-where
-    I: Fn() -> S + Sync + Send,
-    F: Fn(&mut S, usize) + Sync + Send,
-{
-    #[cfg(feature = "parallel")]
-    if threads > 1 && n > 1 {
-        use rayon::prelude::*;
-        // Contiguous runs of indices, a few per thread, each with one state.
-        let runs = (threads * 4).min(n);
-        let per = n.div_ceil(runs);
-        pool(threads).install(|| {
-            (0..n.div_ceil(per)).into_par_iter().for_each(|r| {
-                let mut state = init();
-                for i in r * per..((r + 1) * per).min(n) {
-                    f(&mut state, i);
-                }
-            })
-        });
-        return;
-    }
-    let _ = threads;
-    let mut state = init();
-    for i in 0..n {
-        f(&mut state, i);
-    }
-}
-
 /// One rayon pool per thread count, built once: building a pool per call
 /// would cost more than blurring a face.
 #[cfg(feature = "parallel")]
