@@ -158,7 +158,8 @@ def test_a_detection_that_jumped_is_covered_with_where_the_face_was_heading():
     assert track.frames == [0, 1, 2]
 
 
-def test_regular_searches_alternate_complete_and_quick(two_faces_mp4, tmp_path, monkeypatch):
+def _record_full_searches(monkeypatch) -> list:
+    """The (tiles, rotations) of every whole-frame search, as they run."""
     calls = []
     full = video._Detector.full
 
@@ -167,6 +168,11 @@ def test_regular_searches_alternate_complete_and_quick(two_faces_mp4, tmp_path, 
         return full(self, rgb, tiles, rotations)
 
     monkeypatch.setattr(video._Detector, "full", spy)
+    return calls
+
+
+def test_regular_searches_alternate_complete_and_quick(two_faces_mp4, tmp_path, monkeypatch):
+    calls = _record_full_searches(monkeypatch)
     report = video.anonymize_video(two_faces_mp4, tmp_path / "out.mp4", full_search_every=4)
     assert report.full_searches == len(calls) >= 15  # 60 frames: every 4th at least
     assert calls[0] == (None, True)  # the first frame gets the complete search
@@ -238,14 +244,7 @@ def test_one_face_lost_among_many_found_waits_for_the_regular_search():
 
 def test_searches_off_the_schedule_skip_turned_copies_and_delay_no_complete_one(two_faces_mp4, tmp_path, monkeypatch):
     monkeypatch.setattr(video, "_CROP_MAX_SHARE", 0.0)  # crops always too dear: the whole frame instead
-    calls = []
-    full = video._Detector.full
-
-    def spy(self, rgb, tiles=None, rotations=True):
-        calls.append((tiles, rotations))
-        return full(self, rgb, tiles, rotations)
-
-    monkeypatch.setattr(video._Detector, "full", spy)
+    calls = _record_full_searches(monkeypatch)
     video.anonymize_video(two_faces_mp4, tmp_path / "out.mp4", full_search_every=4)
     assert len(calls) == 60  # one search in every frame, each followed face's crops being too dear
     complete = [i for i, c in enumerate(calls) if c == (None, True)]

@@ -29,16 +29,20 @@ Why not a full search on every frame
     :func:`veil.detect.detect_faces` searches a photo: shrunk, mirrored,
     turned, and with ``tiles=True`` the fine pass and tiles); the ones
     between are quick (the shrunk frame and its mirror image), for faces
-    that come into view large. In between, each face seen in two frames (or
-    seen once, in the frame before) is searched for in a crop around its
-    predicted box, upright and mirrored, which costs a fraction of a full
+    that come into view large; one is also due sooner once the faces
+    followed have moved 5% of the frame (a fast pan or zoom brings faces
+    into view as fast). In between, each face seen in two frames (or seen
+    once, in the frame before) is searched for in a crop around its
+    predicted box: one small upright pass, which costs a fraction of a full
     search and keeps the boxes on the face. A face its crop misses gets a
-    second look in a crop twice as wide with the fine pass; the whole frame
-    is searched when a face seen in two frames is missing from both (or the
-    second look would cost as much), and when the crops would cost as much.
-    A face that enters between two full searches is found at a later one, at
-    most ``2 * full_search_every - 1`` frames later, and the look-ahead
-    (never shorter than that) covers those frames too.
+    second look in a crop twice as wide; the whole frame is searched when a
+    fifth of the faces followed (or the only one) are missing from both,
+    and when the crops would cost as much; a face lost among many found
+    waits for the regular search, covered for the hold. The last frame,
+    which has no look-ahead, is searched whole. A face that enters between
+    two full searches is found at a later one, at most
+    ``2 * full_search_every - 1`` frames later, and the look-ahead (never
+    shorter than that) covers those frames too.
 
 What is written
     Fresh frames, encoded with H.264 (VP9 for WebM), in the input's
