@@ -307,23 +307,23 @@ const BLOCK: usize = 4;
 /// Calls `$f::<R>` for the kernel radius `R = $r`, so that the loops over
 /// taps are unrolled with the weights in registers.
 macro_rules! with_radius {
-    ($r:expr, $f:ident::<$v:ty>($($arg:expr),*)) => {
+    ($r:expr, $f:ident::<$($v:ty),+>($($arg:expr),*)) => {
         match $r {
-            1 => $f::<$v, 1>($($arg),*),
-            2 => $f::<$v, 2>($($arg),*),
-            3 => $f::<$v, 3>($($arg),*),
-            4 => $f::<$v, 4>($($arg),*),
-            5 => $f::<$v, 5>($($arg),*),
-            6 => $f::<$v, 6>($($arg),*),
-            7 => $f::<$v, 7>($($arg),*),
-            8 => $f::<$v, 8>($($arg),*),
-            9 => $f::<$v, 9>($($arg),*),
-            10 => $f::<$v, 10>($($arg),*),
-            11 => $f::<$v, 11>($($arg),*),
-            12 => $f::<$v, 12>($($arg),*),
-            13 => $f::<$v, 13>($($arg),*),
-            14 => $f::<$v, 14>($($arg),*),
-            15 => $f::<$v, 15>($($arg),*),
+            1 => $f::<$($v),+, 1>($($arg),*),
+            2 => $f::<$($v),+, 2>($($arg),*),
+            3 => $f::<$($v),+, 3>($($arg),*),
+            4 => $f::<$($v),+, 4>($($arg),*),
+            5 => $f::<$($v),+, 5>($($arg),*),
+            6 => $f::<$($v),+, 6>($($arg),*),
+            7 => $f::<$($v),+, 7>($($arg),*),
+            8 => $f::<$($v),+, 8>($($arg),*),
+            9 => $f::<$($v),+, 9>($($arg),*),
+            10 => $f::<$($v),+, 10>($($arg),*),
+            11 => $f::<$($v),+, 11>($($arg),*),
+            12 => $f::<$($v),+, 12>($($arg),*),
+            13 => $f::<$($v),+, 13>($($arg),*),
+            14 => $f::<$($v),+, 14>($($arg),*),
+            15 => $f::<$($v),+, 15>($($arg),*),
             r => unreachable!("radius {r} is above MAX_RADIUS"),
         }
     };
@@ -394,16 +394,36 @@ fn row_pass_r<V: Lanes, const R: usize>(ext: &[i16], c: usize, k: &Kernel, out: 
     }
 }
 
-/// `out[i] = round(w0 row_r[i] + sum_j w_j (row_{r-j}[i] + row_{r+j}[i]))`
-/// as bytes, for `i < out.len()`, where `row_t` is `ring[offs[t]..]`
-/// (`2r+1` offsets).
+/// What a column pass writes: bytes (its Q6 sums rounded) or the Q6 sums.
+trait ColumnOut: Copy {
+    /// Stores the `V::N` sums of `sums` at `p`.
+    unsafe fn put<V: Lanes>(sums: V, p: *mut Self);
+}
+
+impl ColumnOut for u8 {
+    #[inline(always)]
+    unsafe fn put<V: Lanes>(sums: V, p: *mut u8) {
+        sums.store_u8(p)
+    }
+}
+
+impl ColumnOut for i16 {
+    #[inline(always)]
+    unsafe fn put<V: Lanes>(sums: V, p: *mut i16) {
+        sums.store(p)
+    }
+}
+
+/// `out[i] = w0 row_r[i] + sum_j w_j (row_{r-j}[i] + row_{r+j}[i])` in Q6,
+/// as bytes (`T = u8`, rounded) or kept in Q6 (`T = i16`), for
+/// `i < out.len()`, where `row_t` is `ring[offs[t]..]` (`2r+1` offsets).
 #[inline(always)]
-fn column_pass<V: Lanes>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [u8]) {
-    with_radius!(k.radius(), column_pass_r::<V>(ring, offs, k, out))
+fn column_pass<V: Lanes, T: ColumnOut>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [T]) {
+    with_radius!(k.radius(), column_pass_r::<V, T>(ring, offs, k, out))
 }
 
 #[inline(always)]
-fn column_pass_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [u8]) {
+fn column_pass_r<V: Lanes, T: ColumnOut, const R: usize>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [T]) {
     let n = out.len();
     assert!(k.radius() == R && offs.len() == 2 * R + 1 && offs.iter().all(|&o| o + n <= ring.len()));
     let o = out.as_mut_ptr();
@@ -415,7 +435,7 @@ fn column_pass_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Ker
     let w = splat_weights::<V>(k);
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // j also picks the rows
-    unsafe fn at<V: Lanes, const R: usize, const B: usize>(rows: &[*const i16; 2 * MAX_RADIUS + 1], w: &[V; MAX_RADIUS + 1], i: usize, o: *mut u8) {
+    unsafe fn at<V: Lanes, T: ColumnOut, const R: usize, const B: usize>(rows: &[*const i16; 2 * MAX_RADIUS + 1], w: &[V; MAX_RADIUS + 1], i: usize, o: *mut T) {
         let mut acc = [V::splat(0); B];
         for (b, acc) in acc.iter_mut().enumerate() {
             *acc = V::load(rows[R].add(i + b * V::N)).mulhrs(w[0]);
@@ -427,7 +447,7 @@ fn column_pass_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Ker
             }
         }
         for (b, acc) in acc.iter().enumerate() {
-            acc.store_u8(o.add(i + b * V::N));
+            T::put(*acc, o.add(i + b * V::N));
         }
     }
     let ws = splat_weights::<Scalar>(k);
@@ -435,20 +455,20 @@ fn column_pass_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Ker
     unsafe {
         if n < V::N {
             for i in 0..n {
-                at::<Scalar, R, 1>(&rows, &ws, i, o);
+                at::<Scalar, T, R, 1>(&rows, &ws, i, o);
             }
         } else {
             let mut i = 0;
             while i + BLOCK * V::N <= n {
-                at::<V, R, BLOCK>(&rows, &w, i, o);
+                at::<V, T, R, BLOCK>(&rows, &w, i, o);
                 i += BLOCK * V::N;
             }
             while i + V::N <= n {
-                at::<V, R, 1>(&rows, &w, i, o);
+                at::<V, T, R, 1>(&rows, &w, i, o);
                 i += V::N;
             }
             if i < n {
-                at::<V, R, 1>(&rows, &w, n - V::N, o);
+                at::<V, T, R, 1>(&rows, &w, n - V::N, o);
             }
         }
     }
@@ -458,59 +478,7 @@ fn column_pass_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Ker
 /// to bytes.
 #[inline(always)]
 fn column_pass_q6<V: Lanes>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [i16]) {
-    with_radius!(k.radius(), column_pass_q6_r::<V>(ring, offs, k, out))
-}
-
-#[inline(always)]
-fn column_pass_q6_r<V: Lanes, const R: usize>(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [i16]) {
-    let n = out.len();
-    assert!(k.radius() == R && offs.len() == 2 * R + 1 && offs.iter().all(|&o| o + n <= ring.len()));
-    let o = out.as_mut_ptr();
-    let mut rows = [ring.as_ptr(); 2 * MAX_RADIUS + 1];
-    for (p, &off) in rows.iter_mut().zip(offs) {
-        // SAFETY: off + n <= ring.len() (asserted).
-        *p = unsafe { ring.as_ptr().add(off) };
-    }
-    let w = splat_weights::<V>(k);
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // j also picks the rows
-    unsafe fn at<V: Lanes, const R: usize, const B: usize>(rows: &[*const i16; 2 * MAX_RADIUS + 1], w: &[V; MAX_RADIUS + 1], i: usize, o: *mut i16) {
-        let mut acc = [V::splat(0); B];
-        for (b, acc) in acc.iter_mut().enumerate() {
-            *acc = V::load(rows[R].add(i + b * V::N)).mulhrs(w[0]);
-        }
-        for j in 1..=R {
-            for (b, acc) in acc.iter_mut().enumerate() {
-                let pair = V::load(rows[R - j].add(i + b * V::N)).add(V::load(rows[R + j].add(i + b * V::N)));
-                *acc = acc.add(pair.mulhrs(w[j]));
-            }
-        }
-        for (b, acc) in acc.iter().enumerate() {
-            acc.store(o.add(i + b * V::N));
-        }
-    }
-    let ws = splat_weights::<Scalar>(k);
-    // SAFETY: 2R+1 rows, each with n values (asserted); i..i+BN <= n.
-    unsafe {
-        if n < V::N {
-            for i in 0..n {
-                at::<Scalar, R, 1>(&rows, &ws, i, o);
-            }
-        } else {
-            let mut i = 0;
-            while i + BLOCK * V::N <= n {
-                at::<V, R, BLOCK>(&rows, &w, i, o);
-                i += BLOCK * V::N;
-            }
-            while i + V::N <= n {
-                at::<V, R, 1>(&rows, &w, i, o);
-                i += V::N;
-            }
-            if i < n {
-                at::<V, R, 1>(&rows, &w, n - V::N, o);
-            }
-        }
-    }
+    column_pass::<V, i16>(ring, offs, k, out)
 }
 
 /// Defines `$name(args)` that runs `$body::<V>(args)` with the widest
@@ -709,9 +677,9 @@ fn band_impl<V: Lanes>(src: &ImageRef, k: &Kernel, y0: usize, band: &mut [u8]) {
             }
             let out = &mut band[yy * row_len + x0 * c..yy * row_len + x1 * c];
             if cc == c {
-                column_pass::<V>(&ring, &offs, k, out);
+                column_pass::<V, u8>(&ring, &offs, k, out);
             } else {
-                column_pass::<V>(&ring, &offs, k, &mut rgb[..n]);
+                column_pass::<V, u8>(&ring, &offs, k, &mut rgb[..n]);
                 rgba_of_rgb::<V>(&rgb, &src.row(y)[x0 * c..x1 * c], out);
             }
         }
