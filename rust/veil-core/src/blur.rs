@@ -163,7 +163,12 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         height: src.height.div_ceil(k) + 2 * pad,
         channels: colour_channels(src.channels),
     };
-    if threads > 1 && k >= MIN_SHARED_REDUCTION {
+    // One band per thread: a band's first rows need the blurred reduced
+    // rows of its halo, which every band makes again (filtering 2r+1
+    // reduced rows across before its first output row), so smaller bands
+    // would add work without balancing anything on a quiet machine.
+    let band_rows = (src.height / threads.max(1)).max(1);
+    if shares_reduced_copy(src.height, threads, k, pad) {
         // Bands that each made their reduced rows from the source would
         // each reduce the rows of their halo again (`pad` reduced rows, so
         // `pad k` source rows, each side: at sigma 100 more than a band
@@ -174,10 +179,10 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         let mut reduced = vec![0f32; geom.height * geom.row_len()];
         for_each_band_min(&mut reduced, geom.row_len(), threads, 8, |j0, rows| reduce_band(&src, k, pad, geom.row_len(), j0, rows));
         let shared = SharedReduced { rows: &reduced, k, pad, geom };
-        for_each_band(dst, src.row_len(), threads, |y0, band| reduced_band_pre(&src, &shared, &kernel, y0, band));
+        for_each_band_min(dst, src.row_len(), threads, band_rows, |y0, band| reduced_band_pre(&src, &shared, &kernel, y0, band));
         return Ok(());
     }
-    for_each_band(dst, src.row_len(), threads, |y0, band| reduced_band(&src, &kernel, k, pad, geom, y0, band));
+    for_each_band_min(dst, src.row_len(), threads, band_rows, |y0, band| reduced_band(&src, &kernel, k, pad, geom, y0, band));
     Ok(())
 }
 
@@ -196,11 +201,16 @@ fn full_resolution(sigma: f64, k: usize) -> bool {
     k == 1 || sigma < MAX_FULL_RESOLUTION_SIGMA
 }
 
-/// Smallest reduction whose reduced copy is made once and shared by the
-/// threads' bands: below it the halo each band reduces again is small
-/// (under 10% of a band at 12 MP) and the copy would be nearly as large as
-/// the image.
-const MIN_SHARED_REDUCTION: usize = 3;
+/// Whether the threads share one reduced copy, made beforehand, rather
+/// than each band making its reduced rows from the source as it goes: when
+/// the source rows that a band reduces only for its halo (`pad` reduced
+/// rows each side, `k` source rows each) come to more than a tenth of the
+/// band. Made beforehand, the copy is written to memory and read back (at
+/// sigma 10, k = 4, that cost a fifth more CPU time than one thread);
+/// made on demand, its rows stay in the cache.
+fn shares_reduced_copy(height: usize, threads: usize, k: usize, pad: usize) -> bool {
+    threads > 1 && 2 * pad * k * 10 > height / threads
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Geometry {

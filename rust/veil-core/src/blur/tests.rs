@@ -126,12 +126,14 @@ fn gaussian_mean_error_under_1_lsb_on_texture() {
 
 #[test]
 fn shared_reduced_copy_gives_the_bytes_of_one_thread() {
-    // Reductions from the smallest shared one up, RGB and RGBA, with bands
-    // much shorter than their halo (tests use 3-row bands).
+    // Reductions from small to large, RGB and RGBA, with bands (one per
+    // thread) shorter than their halo.
     for c in [3, 4] {
         let img = textured(301, 203, c);
         for sigma in [7.0, 10.0, 33.0, 100.0] {
-            assert!(gaussian_plan(sigma).0 >= MIN_SHARED_REDUCTION);
+            let (k, reduced) = gaussian_plan(sigma);
+            let pad = fixed::Kernel::new(reduced, TRUNCATE_SIGMAS).radius() + 1;
+            assert!(shares_reduced_copy(img.height, 2, k, pad));
             let one = blur(&img, sigma, 1);
             assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "c={c} sigma {sigma}");
         }
