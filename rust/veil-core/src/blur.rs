@@ -4,17 +4,18 @@
 //! edge pixel (scipy's `mode="nearest"`, OpenCV's `BORDER_REPLICATE`).
 //!
 //! **Gaussian.** A sampled Gaussian kernel, renormalised, applied
-//! separably. While sigma is small (below 4 px) the image is
-//! blurred at full resolution in 16-bit fixed point (`blur/fixed.rs`), with
-//! the kernel truncated at 3 sigma: the mass it drops (0.27%) moves a
-//! 0/255 step edge by well under a level. Both passes run in one sweep over
-//! each band of rows, so the image is read once and written once.
+//! separably, all in 16-bit fixed point (bytes x 64, `blur/fixed.rs`).
+//! While sigma is small (below 3.35 px, where no reduced copy is allowed)
+//! the image is blurred at full resolution, with the kernel truncated at 3
+//! sigma: the mass it drops (0.27%) moves a 0/255 step edge by well under
+//! a level. Both passes run in one sweep over each band of rows, so the
+//! image is read once and written once.
 //!
-//! For larger sigma the work is done on a copy reduced k times
-//! (k x k block means, in f32), blurred with the remaining sigma by the
+//! For larger sigma the work is done on a copy reduced k times (k x k
+//! block means, integer sums), blurred with the remaining sigma by the
 //! same fixed-point passes, the kernel truncated at 4 sigma (as
 //! `scipy.ndimage.gaussian_filter` does), and brought back with linear
-//! interpolation in f32: the block mean and
+//! interpolation, also in fixed point: the block mean and
 //! the interpolation are themselves small blurs whose variances are
 //! subtracted from the target (variances of convolved kernels add), so the
 //! total stays sigma^2. k is the largest reduction that leaves the reduced
@@ -23,7 +24,8 @@
 //! pixel does not grow with sigma; the floors keep the error of
 //! interpolating a signal that smooth under 2.5 LSB at step edges and
 //! corners (see the sweeps in `blur/tests.rs` against an exact f64
-//! convolution).
+//! convolution). Integer arithmetic (and one f32 multiply per block mean)
+//! throughout, so every target gives the same bytes.
 //!
 //! **Box.** Exact means over `(2r+1)^2` windows with integer running sums,
 //! for any radius, including radii larger than the image. Up to radius 15
@@ -145,7 +147,10 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     check_range("sigma_px", sigma_px, MIN_SIGMA_PX, MAX_SIGMA_PX)?;
     check_dst(&src, dst)?;
     let (k, reduced_sigma) = gaussian_plan(sigma_px);
-    if full_resolution(sigma_px, k) {
+    // Full resolution only where the plan allows no reduced copy (below
+    // sigma 3.35): from there the reduced copy is the cheaper path (RGB
+    // 19.2 vs 31.6 ms at sigma 3.4, 12 MP, one thread).
+    if k == 1 {
         let kernel = fixed::Kernel::new(sigma_px, FIXED_TRUNCATE_SIGMAS);
         // Alpha is put back as each row is written.
         for_each_band(dst, src.row_len(), threads, |y0, band| fixed::gaussian_band(&src, &kernel, y0, band));
@@ -176,7 +181,7 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
         // threads, and then blurred and widened band by band; it holds the
         // same values as the rows made on demand, so the bytes are those of
         // one thread.
-        let mut reduced = vec![0f32; geom.height * geom.row_len()];
+        let mut reduced = vec![0i16; geom.height * geom.row_len()];
         for_each_band_min(&mut reduced, geom.row_len(), threads, 8, |j0, rows| reduce_band(&src, k, pad, geom.row_len(), j0, rows));
         let shared = SharedReduced { rows: &reduced, k, pad, geom };
         for_each_band_min(dst, src.row_len(), threads, band_rows, |y0, band| reduced_band_pre(&src, &shared, &kernel, y0, band));
@@ -184,21 +189,6 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     }
     for_each_band_min(dst, src.row_len(), threads, band_rows, |y0, band| reduced_band(&src, &kernel, k, pad, geom, y0, band));
     Ok(())
-}
-
-/// Below this sigma the image is blurred at full resolution even where a
-/// copy reduced 2 times is allowed (from 3.35): the full-resolution cost
-/// grows with the radius (3 sigma), the reduced one does not. Measured at
-/// 12 MP (1 thread, CPU time, on a busy 2-core machine, so to about 10%),
-/// full resolution vs reduced: RGB 27.4 vs 33.2 ms at sigma 3.4, 31.3 vs
-/// 33.4 at 4, 45.5 vs 35.0 at 4.5; RGBA 35.2 vs 38.9 at 3.4, 39.4 vs 39.1
-/// at 4.
-const MAX_FULL_RESOLUTION_SIGMA: f64 = 4.0;
-
-/// Whether `sigma` (planned with reduction `k`) is blurred at full
-/// resolution, in fixed point.
-fn full_resolution(sigma: f64, k: usize) -> bool {
-    k == 1 || sigma < MAX_FULL_RESOLUTION_SIGMA
 }
 
 /// Whether the threads share one reduced copy, made beforehand, rather
@@ -225,13 +215,12 @@ impl Geometry {
     }
 }
 
-/// A source of rows for `FixedConv`: `load(y, lo, hi, out)` writes pixels
-/// `lo..hi` of row `y`. A trait with `#[inline(always)]` methods rather
-/// than a closure, so that the loading is compiled inside each SIMD build
-/// of the caller (a closure body may be left out of line, in the baseline
-/// build).
-trait RowSource<T> {
-    fn load(&mut self, y: usize, lo: usize, hi: usize, out: &mut [T]);
+/// A source of rows for `FixedConv`: `load(j, out)` writes reduced row
+/// `j` (Q6). A trait with `#[inline(always)]` methods rather than a
+/// closure, so that the loading is compiled inside each SIMD build of the
+/// caller (a closure body may be left out of line, in the baseline build).
+trait RowSource {
+    fn load(&mut self, j: usize, out: &mut [i16]);
 }
 
 /// The rows of the reduced copy, made from the source on demand (whole rows).
@@ -239,56 +228,51 @@ struct ReducedRows<'a, 'b> {
     src: &'b ImageRef<'a>,
     k: usize,
     pad: usize,
-    acc: Vec<f32>,
-    scratch: Vec<f32>,
+    acc: Vec<u16>,
 }
 
-impl RowSource<f32> for ReducedRows<'_, '_> {
+impl RowSource for ReducedRows<'_, '_> {
     #[inline(always)]
-    fn load(&mut self, j: usize, _lo: usize, _hi: usize, out: &mut [f32]) {
-        reduce_row(self.src, self.k, self.pad, j, &mut self.acc, &mut self.scratch, out);
+    fn load(&mut self, j: usize, out: &mut [i16]) {
+        reduce_row(self.src, self.k, self.pad, j, &mut self.acc, out);
     }
 }
 
 /// Rows of a reduced copy made beforehand (`reduce_band`), `row_len` values each.
 struct PrecomputedRows<'a> {
-    rows: &'a [f32],
+    rows: &'a [i16],
     row_len: usize,
 }
 
-impl RowSource<f32> for PrecomputedRows<'_> {
+impl RowSource for PrecomputedRows<'_> {
     #[inline(always)]
-    fn load(&mut self, j: usize, _lo: usize, _hi: usize, out: &mut [f32]) {
+    fn load(&mut self, j: usize, out: &mut [i16]) {
         out.copy_from_slice(&self.rows[j * self.row_len..(j + 1) * self.row_len]);
     }
 }
 
 /// Reduced rows `j0..` (as many as `band` holds) into `band`.
 #[inline(always)]
-fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) {
-    let mut acc = vec![0f32; src.row_len()];
-    let mut scratch = vec![0f32; src.row_len()];
+fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [i16]) {
+    let mut acc = vec![0u16; src.row_len()];
     for (jj, low) in band.chunks_exact_mut(low_len).enumerate() {
-        reduce_row(src, k, pad, j0 + jj, &mut acc, &mut scratch, low);
+        reduce_row(src, k, pad, j0 + jj, &mut acc, low);
     }
 }
-dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [f32]) => reduce_band_impl);
+dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [i16]) => reduce_band_impl);
 
 /// The separable blur of the reduced copy, in the fixed point of the
-/// full-resolution path (`blur/fixed.rs`): each reduced row (f32 block
-/// means, from `load`) is rounded to Q6 (1/64 of a level), filtered across
-/// once into a ring of `2r+1` rows keyed by row, and `row(j)` is the
-/// vertical sum of the ring, back in f32 (exactly) for the interpolation.
+/// full-resolution path (`blur/fixed.rs`): each reduced row (Q6 block
+/// means, from `load`) is filtered across once into a ring of `2r+1` rows
+/// keyed by row, and `row(j)` is the vertical sum of the ring, in Q6.
 /// Rows are asked for in increasing order, so each is loaded once.
 struct FixedConv<'k> {
     kernel: &'k fixed::Kernel,
     geom: Geometry,
-    loaded: Vec<f32>,
     ext: Vec<i16>,
     ring: Vec<i16>,
     held: Vec<usize>,
     offs: Vec<usize>,
-    sums: Vec<i16>,
 }
 
 impl<'k> FixedConv<'k> {
@@ -298,27 +282,20 @@ impl<'k> FixedConv<'k> {
         Self {
             kernel,
             geom,
-            loaded: vec![0.0; n],
             ext: vec![0; n + 2 * r * geom.channels],
             ring: vec![0; slots * n],
             held: vec![usize::MAX; slots],
             offs: vec![0; 2 * r + 1],
-            sums: vec![0; n],
         }
     }
 
     /// Filters reduced row `j` across into its ring slot.
     #[inline(always)]
-    fn fill<L: RowSource<f32>>(&mut self, j: usize, load: &mut L) {
+    fn fill<L: RowSource>(&mut self, j: usize, load: &mut L) {
         let (r, c, w, n) = (self.kernel.radius(), self.geom.channels, self.geom.width, self.geom.row_len());
-        load.load(j, 0, w, &mut self.loaded);
         // ext[p c..] holds cell p - r, clamped to the row (nearest rule).
         let ext = &mut self.ext;
-        for (e, &v) in ext[r * c..r * c + n].iter_mut().zip(&self.loaded) {
-            debug_assert!((0.0..=255.5).contains(&v));
-            // SAFETY: v is a mean of bytes, so v * 64 + 0.5 is in 0..16353.
-            *e = unsafe { (v * 64.0 + 0.5).to_int_unchecked::<i32>() } as i16;
-        }
+        load.load(j, &mut ext[r * c..r * c + n]);
         for p in 0..r {
             for ch in 0..c {
                 ext[p * c + ch] = ext[r * c + ch];
@@ -330,9 +307,9 @@ impl<'k> FixedConv<'k> {
         self.held[slot] = j;
     }
 
-    /// Blurred reduced row `j` into `out` (`geom.row_len()` values).
+    /// Blurred reduced row `j` into `out` (`geom.row_len()` values, Q6).
     #[inline(always)]
-    fn row<L: RowSource<f32>>(&mut self, j: usize, load: &mut L, out: &mut [f32]) {
+    fn row<L: RowSource>(&mut self, j: usize, load: &mut L, out: &mut [i16]) {
         let r = self.kernel.radius();
         let n = self.geom.row_len();
         let last = self.geom.height - 1;
@@ -344,17 +321,14 @@ impl<'k> FixedConv<'k> {
             }
             self.offs[t] = slot * n;
         }
-        fixed::filter_column(&self.ring, &self.offs, self.kernel, &mut self.sums);
-        for (o, &v) in out.iter_mut().zip(&self.sums) {
-            *o = v as f32 * (1.0 / 64.0);
-        }
+        fixed::filter_column(&self.ring, &self.offs, self.kernel, out);
     }
 }
 
 /// The source indices that the `k` positions `start..start+k` read under the
 /// nearest border rule, each with how many positions read it: inside the
 /// image each index once, beyond an edge the edge index many times.
-fn clamped_span(start: isize, k: usize, len: usize) -> impl Iterator<Item = (usize, f32)> {
+fn clamped_span(start: isize, k: usize, len: usize) -> impl Iterator<Item = (usize, u16)> {
     let last = len as isize - 1;
     let end = start + k as isize - 1;
     let (lo, hi) = (start.clamp(0, last), end.clamp(0, last));
@@ -362,95 +336,171 @@ fn clamped_span(start: isize, k: usize, len: usize) -> impl Iterator<Item = (usi
         // Positions t that read index i: all t <= 0 read 0, all t >= last read last.
         let from = if i == 0 { start } else { i.max(start) };
         let to = if i == last { end } else { i.min(end) };
-        (i as usize, (to - from + 1) as f32)
+        (i as usize, (to - from + 1) as u16)
     })
 }
 
-/// Reduced row `j` (k x k block means as f32, on the grid with `pad` cells
+/// Largest reduction of the reduced path: `k` source rows of bytes are
+/// summed in u16 (k 255 < 2^16) and a block of `k^2` in u32.
+const MAX_REDUCTION: usize = 257;
+
+/// Reduced row `j` (k x k block means in Q6, on the grid with `pad` cells
 /// beyond each edge, whose blocks take the nearest edge pixels) into `low`.
-/// `acc` and `row` are scratch rows of the source's length.
+/// `acc` is a scratch row of the source's length.
 #[inline(always)]
-fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [f32], row: &mut [f32], low: &mut [f32]) {
+fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [u16], low: &mut [i16]) {
     let (w, h, c) = (src.width, src.height, src.channels);
-    let norm = 1.0 / (k * k) as f32;
-    acc.iter_mut().for_each(|v| *v = 0.0);
-    for (y, n) in clamped_span((j as isize - pad as isize) * k as isize, k, h) {
-        if n == 1.0 {
-            simd::add_u8(acc, src.row(y));
-        } else {
-            simd::widen(row, src.row(y));
-            simd::axpy(acc, row, n);
+    debug_assert!(k <= MAX_REDUCTION);
+    // 64 / k^2, so that a block sum times it is the block mean in Q6: the
+    // sums are exact integers below 2^24, the product one f32 rounding.
+    let scale = 64.0 / (k * k) as f32;
+    for (i, (y, n)) in clamped_span((j as isize - pad as isize) * k as isize, k, h).enumerate() {
+        let row = src.row(y);
+        match (i, n) {
+            (0, 1) => acc.iter_mut().zip(row).for_each(|(a, &b)| *a = b as u16),
+            (0, _) => acc.iter_mut().zip(row).for_each(|(a, &b)| *a = n * b as u16),
+            (_, 1) => acc.iter_mut().zip(row).for_each(|(a, &b)| *a += b as u16),
+            _ => acc.iter_mut().zip(row).for_each(|(a, &b)| *a += n * b as u16),
         }
     }
     match c {
-        1 => reduce_columns::<1, 1>(acc, low, k, pad, w, norm),
-        3 => reduce_columns::<3, 3>(acc, low, k, pad, w, norm),
-        _ => reduce_columns::<4, 3>(acc, low, k, pad, w, norm),
+        1 => reduce_columns::<1, 1>(acc, low, k, pad, w, scale),
+        3 => reduce_columns::<3, 3>(acc, low, k, pad, w, scale),
+        _ => reduce_columns::<4, 3>(acc, low, k, pad, w, scale),
     }
 }
 
-/// Sums of `k` columns of `acc` (one row of column sums, `C` values per
-/// pixel) into the reduced row `low` (its first `CO` channels per pixel).
+/// `sum * scale + 0.5` truncated: the Q6 value of a block sum (below 2^24,
+/// so exact in f32; the result at most 16320).
 #[inline(always)]
-fn reduce_columns<const C: usize, const CO: usize>(acc: &[f32], low: &mut [f32], k: usize, pad: usize, w: usize, norm: f32) {
+fn block_q6(sum: u32, scale: f32) -> i16 {
+    let v = sum as f32 * scale + 0.5;
+    debug_assert!((0.0..16321.0).contains(&v));
+    // SAFETY: v is finite and in 0..16321 (see above).
+    unsafe { v.to_int_unchecked::<i32>() as i16 }
+}
+
+/// Sums of `k` columns of `acc` (one row of column sums, `C` values per
+/// pixel) into the reduced row `low` (its first `CO` channels per pixel), in Q6.
+#[inline(always)]
+fn reduce_columns<const C: usize, const CO: usize>(acc: &[u16], low: &mut [i16], k: usize, pad: usize, w: usize, scale: f32) {
     let cells = low.len() / CO;
     // Cells wholly inside the image: plain runs of k pixels, in order.
     let first_inside = pad;
     let inside = (w / k).min(cells.saturating_sub(first_inside));
     let run = &acc[..inside * k * C];
     let out = &mut low[first_inside * CO..(first_inside + inside) * CO];
-    for (cell, block) in out.chunks_exact_mut(CO).zip(run.chunks_exact(k * C)) {
-        let mut sum = [0f32; CO];
-        for px in block.chunks_exact(C) {
-            for ch in 0..CO {
-                sum[ch] += px[ch];
-            }
-        }
-        for ch in 0..CO {
-            cell[ch] = sum[ch] * norm;
-        }
+    // The commonest reductions with the block width known to the
+    // compiler, which unrolls and vectorises them.
+    match k {
+        2 => block_means::<C, CO, 2>(run, out, 2, scale),
+        3 => block_means::<C, CO, 3>(run, out, 3, scale),
+        4 => block_means::<C, CO, 4>(run, out, 4, scale),
+        _ => block_means::<C, CO, 0>(run, out, k, scale),
     }
     // The rest reach past an edge and repeat the edge pixels.
-    for i in (0..cells).filter(|&i| i < first_inside || i >= first_inside + inside) {
+    for i in (0..first_inside.min(cells)).chain(first_inside + inside..cells) {
         let start = (i as isize - pad as isize) * k as isize;
-        let mut sum = [0f32; CO];
+        let mut sum = [0u32; CO];
         for (x, n) in clamped_span(start, k, w) {
             for ch in 0..CO {
-                sum[ch] += n * acc[x * C + ch];
+                sum[ch] += n as u32 * acc[x * C + ch] as u32;
             }
         }
         for ch in 0..CO {
-            low[i * CO + ch] = sum[ch] * norm;
+            low[i * CO + ch] = block_q6(sum[ch], scale);
+        }
+    }
+}
+
+/// Q6 means of blocks of `k` pixels of `run` (`C` values each, the first
+/// `CO` kept) into `out`; `K` is `k` when it is fixed at compile time, else 0.
+#[inline(always)]
+fn block_means<const C: usize, const CO: usize, const K: usize>(run: &[u16], out: &mut [i16], k: usize, scale: f32) {
+    let k = if K > 0 { K } else { k };
+    if K.is_power_of_two() && K <= 8 {
+        // The sum of K x K bytes fits u16 and its Q6 mean is the sum times
+        // 64 / K^2, a shift: the same value as `block_q6`, with no f32.
+        let shift = 6 - 2 * K.trailing_zeros();
+        for (cell, block) in out.chunks_exact_mut(CO).zip(run.chunks_exact(K * C)) {
+            let mut sum = [0u16; CO];
+            for px in block.chunks_exact(C) {
+                for ch in 0..CO {
+                    sum[ch] += px[ch];
+                }
+            }
+            for ch in 0..CO {
+                cell[ch] = (sum[ch] << shift) as i16;
+            }
+        }
+        return;
+    }
+    for (cell, block) in out.chunks_exact_mut(CO).zip(run.chunks_exact(k * C)) {
+        let mut sum = [0u32; CO];
+        for px in block.chunks_exact(C) {
+            for ch in 0..CO {
+                sum[ch] += px[ch] as u32;
+            }
+        }
+        for ch in 0..CO {
+            cell[ch] = block_q6(sum[ch], scale);
         }
     }
 }
 
 /// Position of full-resolution pixel `x` on the padded reduced grid: the
 /// cell whose centre is at or before it, the next cell, and the fraction
-/// of the way between them.
-fn reduced_position(x: usize, k: usize, pad: usize, len: usize) -> (usize, usize, f32) {
+/// of the way between them in Q15 (below 1, as `k <= MAX_REDUCTION`).
+fn reduced_position(x: usize, k: usize, pad: usize, len: usize) -> (usize, usize, i16) {
     let u = (x as f64 + 0.5) / k as f64 - 0.5;
     let i = u.floor();
-    let t = (u - i) as f32;
+    let t = ((u - i) * 32768.0).round().min(32767.0) as i16;
     let i0 = ((i + pad as f64) as usize).min(len - 1);
     (i0, (i0 + 1).min(len - 1), t)
 }
 
-/// Linear interpolation of one reduced row to full width. `columns` holds,
-/// per output pixel, the offset of the reduced pixel at or before it (whose
-/// right neighbour exists: see `reduced_band_impl`) and the fraction.
-#[inline(always)]
-fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mut [f32]) {
-    assert!(columns.iter().all(|&(i0, _)| i0 * C + 2 * C <= src.len()));
-    for (px, &(i0, t)) in out.chunks_exact_mut(C).zip(columns) {
-        for (ch, v) in px.iter_mut().enumerate() {
-            // SAFETY: i0 * C + 2C <= src.len(), checked above for every column.
-            let (a, b) = unsafe { (*src.get_unchecked(i0 * C + ch), *src.get_unchecked(i0 * C + C + ch)) };
-            *v = a + t * (b - a);
-        }
-    }
+/// How a blurred reduced row is widened to full width by linear
+/// interpolation, as two contiguous rows rather than a gather per value:
+/// `rep` holds, for each output pixel `x` (and `k` more), the cell at or
+/// before it (cell `cell[x]`, each repeated about `k` times), so the next
+/// cell of pixel `x` is `rep[x + k]`, and `out = rep[x] + (rep[x + k] -
+/// rep[x]) t[x]` runs over whole vectors (`fixed::lerp_values`).
+struct Widen {
+    k: usize,
+    channels: usize,
+    /// Cells in a reduced row.
+    cells: usize,
+    cell: Vec<usize>,
+    /// The fraction of each output value (per channel), in Q15.
+    t: Vec<i16>,
+    rep: Vec<i16>,
 }
 
+impl Widen {
+    fn new(width: usize, k: usize, pad: usize, geom: Geometry) -> Self {
+        let c = geom.channels;
+        let cell: Vec<usize> = (0..width + k).map(|x| reduced_position(x, k, pad, geom.width).0).collect();
+        // The cell after pixel x's is pixel x + k's: positions k apart are
+        // exactly one cell apart on the padded grid (never clamped).
+        assert!(k >= 2 && (0..width).all(|x| cell[x + k] == cell[x] + 1) && cell[width + k - 1] < geom.width);
+        let t = (0..width).flat_map(|x| std::iter::repeat_n(reduced_position(x, k, pad, geom.width).2, c)).collect();
+        Self { k, channels: c, cells: geom.width, cell, t, rep: vec![0; (width + k) * c] }
+    }
+
+    /// Blurred reduced row `low` widened into `out` (full width, Q6).
+    #[inline(always)]
+    fn row<const C: usize>(&mut self, low: &[i16], out: &mut [i16]) {
+        assert!(C == self.channels && low.len() >= self.cells * C && self.rep.len() == self.cell.len() * C);
+        let (from, to) = (low.as_ptr(), self.rep.as_mut_ptr());
+        for (x, &i) in self.cell.iter().enumerate() {
+            // SAFETY: i < self.cells (checked in `new`), so i C + C <= low.len(),
+            // and x C + C <= rep.len() (checked above).
+            unsafe { core::ptr::copy_nonoverlapping(from.add(i * C), to.add(x * C), C) };
+        }
+        let n = out.len();
+        fixed::lerp_values(&self.rep[..n], &self.rep[self.k * C..self.k * C + n], &self.t, out);
+    }
+}
 
 /// Gaussian of a band of output rows by way of the reduced copy: each
 /// reduced row is made from the source when the convolution first needs
@@ -459,14 +509,14 @@ fn widen_columns<const C: usize>(src: &[f32], columns: &[(usize, f32)], out: &mu
 #[inline(always)]
 fn reduced_band_impl(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
     let row_len = src.row_len();
-    let mut load = ReducedRows { src, k, pad, acc: vec![0f32; row_len], scratch: vec![0f32; row_len] };
+    let mut load = ReducedRows { src, k, pad, acc: vec![0u16; row_len] };
     reduced_band_from(src, kernel, k, pad, geom, y0, band, &mut load);
 }
 dispatch!(fn reduced_band(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
 
 /// A reduced copy made beforehand (`reduce_band`), with its reduction and grid.
 struct SharedReduced<'a> {
-    rows: &'a [f32],
+    rows: &'a [i16],
     k: usize,
     pad: usize,
     geom: Geometry,
@@ -482,23 +532,16 @@ dispatch!(fn reduced_band_pre(src: &ImageRef, shared: &SharedReduced, kernel: &f
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
+fn reduced_band_from<L: RowSource>(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8], load: &mut L) {
     let c = geom.channels;
     let row_len = src.width * c;
     // RGBA: an output row's colour bytes, then put with the source alpha.
     let mut rgb = vec![0u8; if src.channels == c { 0 } else { row_len + 16 }];
     let mut conv = FixedConv::new(kernel, geom);
-    let mut low = vec![0f32; geom.row_len()];
-    // For each output column: the reduced cell at or before it and the
-    // fraction towards the next (the padding guarantees a next cell).
-    let columns: Vec<(usize, f32)> = (0..src.width)
-        .map(|x| {
-            let (i0, _, t) = reduced_position(x, k, pad, geom.width);
-            (i0.min(geom.width - 2), t)
-        })
-        .collect();
+    let mut low = vec![0i16; geom.row_len()];
+    let mut widen = Widen::new(src.width, k, pad, geom);
     // Two blurred reduced rows widened to full width, reused while y stays between them.
-    let mut wide = [vec![0f32; row_len], vec![0f32; row_len]];
+    let mut wide = [vec![0i16; row_len], vec![0i16; row_len]];
     let mut held = [usize::MAX, usize::MAX];
     for (yy, out) in band.chunks_exact_mut(src.row_len()).enumerate() {
         let (j0, j1, t) = reduced_position(y0 + yy, k, pad, geom.height);
@@ -512,17 +555,16 @@ fn reduced_band_from<L: RowSource<f32>>(src: &ImageRef, kernel: &fixed::Kernel, 
             if held[slot] != j {
                 conv.row(j, load, &mut low);
                 match c {
-                    1 => widen_columns::<1>(&low, &columns, &mut wide[slot]),
-                    3 => widen_columns::<3>(&low, &columns, &mut wide[slot]),
-                    _ => widen_columns::<4>(&low, &columns, &mut wide[slot]),
+                    1 => widen.row::<1>(&low, &mut wide[slot]),
+                    _ => widen.row::<3>(&low, &mut wide[slot]),
                 }
                 held[slot] = j;
             }
         }
         if src.channels == c {
-            simd::lerp_narrow(out, &wide[0], &wide[1], t);
+            fixed::lerp_row(&wide[0], &wide[1], &[t], out);
         } else {
-            simd::lerp_narrow(&mut rgb[..row_len], &wide[0], &wide[1], t);
+            fixed::lerp_row(&wide[0], &wide[1], &[t], &mut rgb[..row_len]);
             fixed::rgba_of_rgb_row(&rgb, src.row(y0 + yy), out);
         }
     }

@@ -6,28 +6,6 @@
 //! on its own), so the AVX2, SSE2 and WebAssembly builds give bit-identical
 //! results.
 
-/// `acc[i] += w * src[i]`
-#[inline(always)]
-pub fn axpy(acc: &mut [f32], src: &[f32], w: f32) {
-    let n = acc.len().min(src.len());
-    let (acc, src) = (&mut acc[..n], &src[..n]);
-    for i in 0..n {
-        acc[i] += w * src[i];
-    }
-}
-
-
-
-/// `acc[i] += src[i]` for bytes widened to f32.
-#[inline(always)]
-pub fn add_u8(acc: &mut [f32], src: &[u8]) {
-    let n = acc.len().min(src.len());
-    let (acc, src) = (&mut acc[..n], &src[..n]);
-    for i in 0..n {
-        acc[i] += src[i] as f32;
-    }
-}
-
 /// Hints that the `len` bytes at `p` will be read soon (x86-64 only; a
 /// no-op elsewhere). Never dereferences `p`.
 #[inline(always)]
@@ -41,16 +19,6 @@ pub fn prefetch(p: *const u8, len: usize) {
     let _ = (p, len);
 }
 
-/// Bytes to f32.
-#[inline(always)]
-pub fn widen(out: &mut [f32], src: &[u8]) {
-    let n = out.len().min(src.len());
-    let (out, src) = (&mut out[..n], &src[..n]);
-    for i in 0..n {
-        out[i] = src[i] as f32;
-    }
-}
-
 /// Rounds to the nearest byte, saturating. `v + 0.5` truncated is the same
 /// as round-half-up for the non-negative values blurs produce.
 #[inline(always)]
@@ -62,21 +30,6 @@ pub fn to_u8(v: f32) -> u8 {
     let v = (v + 0.5).max(0.0).min(255.0);
     // SAFETY: v is finite and within i32 range.
     unsafe { v.to_int_unchecked::<i32>() as u8 }
-}
-
-/// `out[i] = round(a[i] + t * (b[i] - a[i]))`: linear interpolation of two rows into bytes.
-#[inline(always)]
-pub fn lerp_narrow(out: &mut [u8], a: &[f32], b: &[f32], t: f32) {
-    let n = out.len().min(a.len()).min(b.len());
-    let (out, a, b) = (&mut out[..n], &a[..n], &b[..n]);
-    let s = 1.0 - t;
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let done = wasm::lerp_narrow16(out, a, b, s, t);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    let done = 0;
-    for i in done..n {
-        out[i] = to_u8(s * a[i] + t * b[i]);
-    }
 }
 
 /// Copies the alpha bytes (every 4th, RGBA) of `src` into `dst`.
@@ -218,22 +171,10 @@ pub fn copy_with_alpha(out: &mut [u8], colour: &[u8], alpha: &[u8]) {
     }
 }
 
-/// WebAssembly SIMD versions of the f32-to-byte loops. LLVM leaves
-/// `to_u8` scalar on wasm32 (`f32::max`/`min` have no simd128 equivalent
-/// with the same NaN rule), which made these loops most of a large blur's
-/// time in the browser. `i32x4.trunc_sat_f32x4_s` then two saturating
-/// narrows compute exactly `to_u8`: NaN becomes 0, values truncate toward
-/// zero, and everything outside 0..=255 saturates.
+/// WebAssembly SIMD versions of loops LLVM leaves scalar on wasm32.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
     use core::arch::wasm32::*;
-
-    #[inline(always)]
-    fn pack(q: [v128; 4]) -> v128 {
-        let lo = i16x8_narrow_i32x4(i32x4_trunc_sat_f32x4(q[0]), i32x4_trunc_sat_f32x4(q[1]));
-        let hi = i16x8_narrow_i32x4(i32x4_trunc_sat_f32x4(q[2]), i32x4_trunc_sat_f32x4(q[3]));
-        u8x16_narrow_i16x8(lo, hi)
-    }
 
     /// Bytes done (a multiple of 16); the caller finishes the tail.
     #[inline(always)]
@@ -250,24 +191,6 @@ mod wasm {
         blocks * 16
     }
 
-    #[inline(always)]
-    pub fn lerp_narrow16(out: &mut [u8], a: &[f32], b: &[f32], s: f32, t: f32) -> usize {
-        let (vs, vt, half) = (f32x4_splat(s), f32x4_splat(t), f32x4_splat(0.5));
-        let blocks = out.len().min(a.len()).min(b.len()) / 16;
-        for ((o, a), b) in out.chunks_exact_mut(16).zip(a.chunks_exact(16)).zip(b.chunks_exact(16)).take(blocks) {
-            // SAFETY: as in narrow16.
-            unsafe {
-                let q = [0, 4, 8, 12].map(|k| {
-                    let av = v128_load(a.as_ptr().add(k) as *const v128);
-                    let bv = v128_load(b.as_ptr().add(k) as *const v128);
-                    // Same operation order as the scalar loop: (s*a + t*b) + 0.5.
-                    f32x4_add(f32x4_add(f32x4_mul(vs, av), f32x4_mul(vt, bv)), half)
-                });
-                v128_store(o.as_mut_ptr() as *mut v128, pack(q));
-            }
-        }
-        blocks * 16
-    }
 }
 
 /// Defines `$name(args)` that runs `$body_fn(args)` compiled for AVX2 when the

@@ -65,7 +65,9 @@ trait Lanes: Copy {
     /// `p..p+N` writable.
     unsafe fn store_u8(self, p: *mut u8);
     fn add(self, o: Self) -> Self;
-    /// `(self * w + 2^14) >> 15`, for `self >= 0` and `0 <= w < 2^15`.
+    fn sub(self, o: Self) -> Self;
+    /// `(self * w + 2^14) >> 15` (arithmetic shift), for `|self| < 2^15`
+    /// and `0 <= w < 2^15`.
     fn mulhrs(self, w: Self) -> Self;
     /// The colour bytes of 4 RGBA pixels at `src` (16 bytes) to the first
     /// 12 of the 16 bytes at `dst` (the other 4 are overwritten).
@@ -128,6 +130,10 @@ impl Lanes for Scalar {
         Scalar(self.0.wrapping_add(o.0))
     }
     #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Scalar(self.0.wrapping_sub(o.0))
+    }
+    #[inline(always)]
     fn mulhrs(self, w: Self) -> Self {
         Scalar(((self.0 as i32 * w.0 as i32 + (1 << 14)) >> 15) as i16)
     }
@@ -170,6 +176,11 @@ mod x86 {
         fn add(self, o: Self) -> Self {
             // SAFETY: as in splat.
             Avx2(unsafe { _mm256_add_epi16(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            // SAFETY: as in splat.
+            Avx2(unsafe { _mm256_sub_epi16(self.0, o.0) })
         }
         #[inline(always)]
         fn mulhrs(self, w: Self) -> Self {
@@ -222,6 +233,11 @@ mod x86 {
         fn add(self, o: Self) -> Self {
             // SAFETY: as in splat.
             Avx512(unsafe { _mm512_add_epi16(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            // SAFETY: as in splat.
+            Avx512(unsafe { _mm512_sub_epi16(self.0, o.0) })
         }
         #[inline(always)]
         fn mulhrs(self, w: Self) -> Self {
@@ -278,6 +294,10 @@ mod wasm {
         #[inline(always)]
         fn add(self, o: Self) -> Self {
             Simd128(i16x8_add(self.0, o.0))
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            Simd128(i16x8_sub(self.0, o.0))
         }
         #[inline(always)]
         fn mulhrs(self, w: Self) -> Self {
@@ -523,6 +543,53 @@ dispatch_lanes!(
     /// The vertical pass of one row, in Q6: `out[i] = w0 row_r[i] + sum_j
     /// w_j (row_{r-j}[i] + row_{r+j}[i])`, where `row_t` is `ring[offs[t]..]`.
     pub(super) fn filter_column(ring: &[i16], offs: &[usize], k: &Kernel, out: &mut [i16]) => column_pass_q6
+);
+
+/// `out[i] = a[i] + (b[i] - a[i]) t_i` for Q6 rows (as bytes or Q6), the
+/// product rounded as `mulhrs` does: linear interpolation with the fraction
+/// `t[0]` for every value (`t.len() == 1`) or `t[i]` for each (Q15).
+#[inline(always)]
+fn lerp_pass<V: Lanes, T: ColumnOut>(a: &[i16], b: &[i16], t: &[i16], out: &mut [T]) {
+    let n = out.len();
+    let each = t.len() > 1;
+    assert!(a.len() >= n && b.len() >= n && !t.is_empty() && (!each || t.len() >= n));
+    if n < V::N && V::N > 1 {
+        return lerp_pass::<Scalar, T>(a, b, t, out);
+    }
+    let (pa, pb, pt, po) = (a.as_ptr(), b.as_ptr(), t.as_ptr(), out.as_mut_ptr());
+    let splat = V::splat(t[0]);
+    // SAFETY: every step reads and writes at..at+N <= n; the last vector
+    // overlaps the one before (the same values again).
+    unsafe {
+        let mut i = 0;
+        while i < n {
+            let at = i.min(n - V::N);
+            let w = if each { V::load(pt.add(at)) } else { splat };
+            let (va, vb) = (V::load(pa.add(at)), V::load(pb.add(at)));
+            T::put(va.add(vb.sub(va).mulhrs(w)), po.add(at));
+            i += V::N;
+        }
+    }
+}
+
+#[inline(always)]
+fn lerp_bytes<V: Lanes>(a: &[i16], b: &[i16], t: &[i16], out: &mut [u8]) {
+    lerp_pass::<V, u8>(a, b, t, out)
+}
+
+#[inline(always)]
+fn lerp_q6<V: Lanes>(a: &[i16], b: &[i16], t: &[i16], out: &mut [i16]) {
+    lerp_pass::<V, i16>(a, b, t, out)
+}
+
+dispatch_lanes!(
+    /// `out[i]` = the byte of `a[i] + (b[i] - a[i]) t`: the linear
+    /// interpolation of two Q6 rows with one fraction (`t`, Q15), rounded.
+    pub(super) fn lerp_row(a: &[i16], b: &[i16], t: &[i16], out: &mut [u8]) => lerp_bytes
+);
+dispatch_lanes!(
+    /// `out[i] = a[i] + (b[i] - a[i]) t[i]`, Q6 values and Q15 fractions.
+    pub(super) fn lerp_values(a: &[i16], b: &[i16], t: &[i16], out: &mut [i16]) => lerp_q6
 );
 
 /// `out[i] = src[i] << 6`.

@@ -290,7 +290,7 @@ proptest! {
 /// Sigmas across the whole full-resolution (fixed-point) range, ending
 /// just below the first that takes a reduced copy.
 fn full_resolution_sigmas() -> Vec<f64> {
-    let routed = |s: f64| full_resolution(s, gaussian_plan(s).0);
+    let routed = |s: f64| gaussian_plan(s).0 == 1;
     let (mut top, mut above) = (3.0, 8.0);
     assert!(routed(top) && !routed(above));
     for _ in 0..40 {
@@ -384,7 +384,7 @@ fn fixed_point_vectors_and_threads_give_the_bytes_of_one_lane() {
                 if fixed::gaussian_band_avx2(&img.view(), &kernel, 0, &mut avx2) {
                     assert!(avx2 == want, "{w}x{h}x{c} sigma {sigma}: AVX2 and one-lane bytes differ");
                 }
-                if full_resolution(sigma, gaussian_plan(sigma).0) {
+                if gaussian_plan(sigma).0 == 1 {
                     assert!(one == blur(&img, sigma, 1), "{w}x{h}x{c} sigma {sigma}: not the full-resolution bytes");
                     assert!(one == blur(&img, sigma, 2) && one == blur(&img, sigma, 3), "{w}x{h}x{c} sigma {sigma}: threads differ");
                 }
@@ -462,7 +462,7 @@ fn every_sigma_fits_the_fixed_point_radius() {
         let sigma = MIN_SIGMA_PX + (MAX_SIGMA_PX - MIN_SIGMA_PX) * i as f64 / 200_000.0;
         let (k, reduced) = gaussian_plan(sigma);
         // Kernel::new panics past MAX_RADIUS.
-        let radius = if full_resolution(sigma, k) {
+        let radius = if k == 1 {
             fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS).radius()
         } else {
             fixed::Kernel::new(reduced, TRUNCATE_SIGMAS).radius()
@@ -470,4 +470,36 @@ fn every_sigma_fits_the_fixed_point_radius() {
         largest = largest.max(radius);
     }
     eprintln!("largest radius: {largest}");
+}
+
+/// The reduced copy's error peaks where it is first allowed (its blur is
+/// the smallest there): a fine sweep of corners and edges at every phase
+/// from just below that sigma (3.35) to 3.6.
+#[test]
+fn gaussian_within_3_lsb_where_the_reduced_copy_starts() {
+    assert!(gaussian_plan(3.3).0 == 1 && gaussian_plan(3.36).0 == 2);
+    let (mut corner, mut edge) = (0.0f64, 0.0f64);
+    for i in 0..=30 {
+        let sigma = 3.3 + i as f64 * 0.01;
+        for shift in 0..4 {
+            let size = ((sigma * 8.0) as usize).max(30) + shift;
+            let at = size / 2 + shift;
+            let mut img = Image::new(size, size, 1).unwrap();
+            for y in 0..size {
+                for x in 0..size {
+                    img.data[y * size + x] = if (x >= at) != (y >= at) { 255 } else { 0 };
+                }
+            }
+            let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
+            assert!(err <= 3.0, "sigma {sigma} shift {shift}: corner error {err:.2} LSB");
+            corner = corner.max(err);
+            for vertical_edge in [true, false] {
+                let img = step(((sigma * 10.0) as usize).max(40) + shift, 3, vertical_edge);
+                let err = max_error(&blur(&img, sigma, 1), &exact_gaussian(&img, sigma));
+                assert!(err <= 3.0, "sigma {sigma} shift {shift}: step-edge error {err:.2} LSB");
+                edge = edge.max(err);
+            }
+        }
+    }
+    eprintln!("worst where the reduced copy starts: corners {corner:.2} LSB, edges {edge:.2} LSB");
 }
