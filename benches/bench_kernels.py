@@ -7,7 +7,9 @@ blur), Pillow (GaussianBlur, BoxBlur) and a plain copy of the same buffer.
 veil and OpenCV both write into a preallocated output (``out=`` / ``dst=``),
 as the copy does. Prints a Markdown table of median times, each veil time
 as a multiple of the copy (the memory floor), and ratios (peer time / veil
-time: above 1 means veil is faster).
+time: above 1 means veil is faster), and veil's Gaussian at more sigmas
+(both sides of every change of path) with its slowest time as a multiple
+of its fastest.
 
     python benches/bench_kernels.py [--repeat 7] [--megapixels 12]
 
@@ -114,6 +116,22 @@ def bench(img: np.ndarray, repeat: int) -> list[tuple[str, str, float, dict[str,
     return rows, copy_ms
 
 
+# Sigmas for the flatness line: the table's, and both sides of every change
+# of path (full resolution below 3.35, then copies reduced 2, 3, 4... times).
+FLAT_SIGMAS = (2, 2.5, 3, 3.3, 3.4, 4, 5, 6, 6.3, 8, 10, 15, 20, 33, 50, 100)
+
+
+def flatness(img: np.ndarray, repeat: int) -> str:
+    """veil's Gaussian with 1 thread (CPU time) at every sigma of FLAT_SIGMAS,
+    and the slowest as a multiple of the fastest."""
+    out = np.empty_like(img)
+    cpu = {s: median_ms(lambda: veil.gaussian_blur(img, s, threads=1, out=out), repeat).cpu for s in FLAT_SIGMAS}
+    slow, fast = max(cpu, key=cpu.get), min(cpu, key=cpu.get)
+    cells = ", ".join(f"{s:g}: {ms:.1f}" for s, ms in cpu.items())
+    return (f"veil Gaussian, 1 thread, CPU ms by sigma: {cells}\n"
+            f"slowest / fastest: {cpu[slow] / cpu[fast]:.2f}x (sigma {slow:g} / sigma {fast:g})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (median is shown)")
@@ -146,6 +164,7 @@ def main(argv=None) -> int:
                 split = (f" {one[op] / veil_ms:.2f}x, {veil_ms.cpu_all / one[op].cpu_all:.2f}x |"
                          if threads == "2" and i == 0 else " |")
                 print(f"{lead}| {peer} | {ms:.1f} | {ms / veil_ms:.2f}x {cpu}{split}", flush=True)
+        print(f"\n{flatness(img, args.repeat)}", flush=True)
     return 0
 
 
