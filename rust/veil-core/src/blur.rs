@@ -270,7 +270,7 @@ struct FixedConv<'k> {
     kernel: &'k fixed::Kernel,
     geom: Geometry,
     ext: Vec<i16>,
-    ring: Vec<i16>,
+    ring: fixed::Ring,
     held: Vec<usize>,
     offs: Vec<usize>,
 }
@@ -283,7 +283,7 @@ impl<'k> FixedConv<'k> {
             kernel,
             geom,
             ext: vec![0; n + 2 * r * geom.channels],
-            ring: vec![0; slots * n],
+            ring: fixed::Ring::new(slots, n),
             held: vec![usize::MAX; slots],
             offs: vec![0; 2 * r + 1],
         }
@@ -303,7 +303,7 @@ impl<'k> FixedConv<'k> {
             }
         }
         let slot = j % self.held.len();
-        fixed::filter_row(ext, c, self.kernel, &mut self.ring[slot * n..(slot + 1) * n]);
+        fixed::filter_row(ext, c, self.kernel, self.ring.row_mut(slot));
         self.held[slot] = j;
     }
 
@@ -311,7 +311,6 @@ impl<'k> FixedConv<'k> {
     #[inline(always)]
     fn row<L: RowSource>(&mut self, j: usize, load: &mut L, out: &mut [i16]) {
         let r = self.kernel.radius();
-        let n = self.geom.row_len();
         let last = self.geom.height - 1;
         for t in 0..=2 * r {
             let sy = (j + t).saturating_sub(r).min(last);
@@ -319,9 +318,9 @@ impl<'k> FixedConv<'k> {
             if self.held[slot] != sy {
                 self.fill(sy, load);
             }
-            self.offs[t] = slot * n;
+            self.offs[t] = self.ring.offset(slot);
         }
-        fixed::filter_column(&self.ring, &self.offs, self.kernel, out);
+        fixed::filter_column(self.ring.values(), &self.offs, self.kernel, out);
     }
 }
 
