@@ -454,13 +454,16 @@ fn fixed_point_reduced_passes_give_the_bits_of_one_lane() {
 }
 
 /// Every accepted sigma gets a kernel within the fixed-point passes'
-/// largest radius, at full resolution and on the reduced copies.
+/// largest radius, at full resolution and on the reduced copies, and a
+/// reduction whose sums fit their integers.
 #[test]
 fn every_sigma_fits_the_fixed_point_radius() {
     let mut largest = 0;
     for i in 0..=200_000 {
         let sigma = MIN_SIGMA_PX + (MAX_SIGMA_PX - MIN_SIGMA_PX) * i as f64 / 200_000.0;
         let (k, reduced) = gaussian_plan(sigma);
+        // The reduced copy's integer sums need k <= MAX_REDUCTION.
+        assert!(k <= MAX_REDUCTION, "sigma {sigma}: reduction {k}");
         // Kernel::new panics past MAX_RADIUS.
         let radius = if k == 1 {
             fixed::Kernel::new(sigma, FIXED_TRUNCATE_SIGMAS).radius()
