@@ -5,25 +5,26 @@
 //!
 //! **Gaussian.** A sampled Gaussian kernel, renormalised, applied
 //! separably, all in 16-bit fixed point (bytes x 64, `blur/fixed.rs`).
-//! While sigma is small (below 3.35 px, where no reduced copy is allowed)
+//! While sigma is small (below 2.1 px, where no reduced copy is allowed)
 //! the image is blurred at full resolution, with the kernel truncated at 3
 //! sigma: the mass it drops (0.27%) moves a 0/255 step edge by well under
 //! a level. Both passes run in one sweep over each band of rows, so the
 //! image is read once and written once.
 //!
 //! For larger sigma the work is done on a copy reduced k times (k x k
-//! block means, integer sums), blurred with the remaining sigma by the
-//! same fixed-point passes, the kernel truncated at 4 sigma (as
-//! `scipy.ndimage.gaussian_filter` does), and brought back with linear
-//! interpolation, also in fixed point: the block mean and
-//! the interpolation are themselves small blurs whose variances are
+//! block means, integer sums; for k = 2 and 3 the box applied three times,
+//! which aliases far less), blurred with the remaining sigma by the same
+//! fixed-point passes, the kernel truncated at 4 sigma (as
+//! `scipy.ndimage.gaussian_filter` does; 3 for k = 2), and brought back
+//! with linear interpolation, also in fixed point: the prefilter and the
+//! interpolation are themselves small blurs whose variances are
 //! subtracted from the target (variances of convolved kernels add), so the
 //! total stays sigma^2. k is the largest reduction that leaves the reduced
-//! blur a sigma of at least 1.6 to 2.6 reduced pixels (the floor grows with
-//! k), so the reduced blur is always a small kernel and the cost per output
-//! pixel does not grow with sigma; the floors keep the error of
-//! interpolating a signal that smooth under 2.5 LSB at step edges and
-//! corners (see the sweeps in `blur/tests.rs` against an exact f64
+//! blur a sigma of at least 0.85 to 2.6 reduced pixels (the floor depends
+//! on k), so the reduced blur is always a small kernel and the cost per
+//! output pixel does not grow with sigma; the floors keep the error under
+//! 2.8 LSB at step edges and corners, every phase, where each reduction
+//! starts (see the sweeps in `blur/tests.rs` against an exact f64
 //! convolution). Integer arithmetic (and one f32 multiply per block mean)
 //! throughout, so every target gives the same bytes.
 //!
@@ -47,6 +48,12 @@ pub const MAX_SIGMA_PX: f64 = 250.0;
 /// Kernel support of the blur on a reduced copy, in sigmas (scipy's
 /// default `truncate=4.0`).
 const TRUNCATE_SIGMAS: f64 = 4.0;
+/// The same for copies reduced 2 times, whose other errors are small
+/// enough to afford the 0.35 levels of a 3-sigma cut (`FIXED_TRUNCATE_SIGMAS`)
+/// for a quarter fewer taps; with it, copies reduced 3 times measured 2.73
+/// levels at corners where they start (2.2 at 4 sigmas), and larger
+/// reductions 2.75 at sigma 41 (2.31 at 4 sigmas).
+const HALF_TRUNCATE_SIGMAS: f64 = 3.0;
 /// Kernel support at full resolution, in sigmas. For a renormalised kernel
 /// the error on a 0/255 step edge is about the mass left out times 255/2:
 /// 0.35 levels at 3 sigma (the sweeps in `blur/tests.rs` measure the whole
@@ -56,11 +63,13 @@ const FIXED_TRUNCATE_SIGMAS: f64 = 3.0;
 /// pixels): a smaller one would leave detail that linear interpolation
 /// renders visibly wrong.
 const MIN_REDUCED_SIGMA: f64 = 2.6;
-/// The same floor for a copy reduced only 2 times, whose block mean and
-/// interpolation are so small that a lower floor stays accurate.
-const MIN_REDUCED_SIGMA_HALF: f64 = 1.6;
-/// And for a copy reduced 3 times.
-const MIN_REDUCED_SIGMA_THIRD: f64 = 2.0;
+/// The same floor for a copy reduced only 2 times, whose prefilter
+/// (`SMOOTH_2`) and interpolation are so small that a much lower floor
+/// stays accurate: 2.42 levels at corners where it starts (sigma 2.1).
+const MIN_REDUCED_SIGMA_HALF: f64 = 0.85;
+/// And for a copy reduced 3 times (`SMOOTH_3`): 2.2 levels where it starts
+/// (sigma 5.7). With the plain 3 x 3 mean a floor of 2.0 measured 3.57.
+const MIN_REDUCED_SIGMA_THIRD: f64 = 1.8;
 /// And for a copy reduced 4 to 7 times. (These floors were set by the
 /// step-edge and corner sweeps in `blur/tests.rs`: the error grows with k.)
 const MIN_REDUCED_SIGMA_SMALL_K: f64 = 2.4;
@@ -102,8 +111,10 @@ fn reduction_variance(k: usize) -> f64 {
         return 0.0;
     }
     let kf = k as f64;
-    // A box of k samples has variance (k^2 - 1) / 12.
-    let block = (kf * kf - 1.0) / 12.0;
+    // A box of k samples has variance (k^2 - 1) / 12; the prefilter of 2x
+    // and 3x reductions is three such boxes (`SMOOTH_2`, `SMOOTH_3`).
+    let boxes = if k <= 3 { 3.0 } else { 1.0 };
+    let block = boxes * (kf * kf - 1.0) / 12.0;
     // Linear interpolation with fraction t puts weights (1-t, t) on points k
     // apart: variance t (1 - t) k^2, averaged over the k output phases.
     let interp: f64 = (0..k)
@@ -121,7 +132,7 @@ fn reduction_variance(k: usize) -> f64 {
 
 /// The reduction factor for `sigma` and the sigma left for the reduced copy.
 fn gaussian_plan(sigma: f64) -> (usize, f64) {
-    let mut k = (sigma / MIN_REDUCED_SIGMA_HALF).floor().max(1.0) as usize;
+    let mut k = (sigma / MIN_REDUCED_SIGMA_HALF).floor().max(2.0) as usize;
     loop {
         let rest = sigma * sigma - reduction_variance(k);
         let reduced = if rest > 0.0 { rest.sqrt() / k as f64 } else { 0.0 };
@@ -148,15 +159,16 @@ pub fn gaussian_blur(src: ImageRef, dst: &mut [u8], sigma_px: f64, threads: usiz
     check_dst(&src, dst)?;
     let (k, reduced_sigma) = gaussian_plan(sigma_px);
     // Full resolution only where the plan allows no reduced copy (below
-    // sigma 3.35): from there the reduced copy is the cheaper path (RGB
-    // 19.2 vs 31.6 ms at sigma 3.4, 12 MP, one thread).
+    // sigma 2.1): from there the reduced copy is the cheaper path (RGB
+    // about 19 ms from sigma 2.1 to 3.4, against 20-34 ms at full
+    // resolution, 12 MP, one thread).
     if k == 1 {
         let kernel = fixed::Kernel::new(sigma_px, FIXED_TRUNCATE_SIGMAS);
         // Alpha is put back as each row is written.
         for_each_band(dst, src.row_len(), threads, |y0, band| fixed::gaussian_band(&src, &kernel, y0, band));
         return Ok(());
     }
-    let kernel = fixed::Kernel::new(reduced_sigma, TRUNCATE_SIGMAS);
+    let kernel = fixed::Kernel::new(reduced_sigma, if k == 2 { HALF_TRUNCATE_SIGMAS } else { TRUNCATE_SIGMAS });
     // Reduced cells beyond the image edges, as many as the kernel reaches:
     // they hold block means of the replicated edge pixels, so the border
     // rule is the full-resolution one, not a replicated reduced cell.
@@ -352,6 +364,11 @@ fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [u16], l
     debug_assert!(k <= MAX_REDUCTION);
     // 64 / k^2, so that a block sum times it is the block mean in Q6: the
     // sums are exact integers below 2^24, the product one f32 rounding.
+    match k {
+        2 => return reduce_row_smooth::<2>(src, pad, j, acc, low),
+        3 => return reduce_row_smooth::<3>(src, pad, j, acc, low),
+        _ => {}
+    }
     let scale = 64.0 / (k * k) as f32;
     for (i, (y, n)) in clamped_span((j as isize - pad as isize) * k as isize, k, h).enumerate() {
         let row = src.row(y);
@@ -366,6 +383,129 @@ fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [u16], l
         1 => reduce_columns::<1, 1>(acc, low, k, pad, w, scale),
         3 => reduce_columns::<3, 3>(acc, low, k, pad, w, scale),
         _ => reduce_columns::<4, 3>(acc, low, k, pad, w, scale),
+    }
+}
+
+/// The prefilter of 2x and 3x reductions: the box of k pixels applied
+/// three times (`[1 3 3 1] / 8` for k = 2, `[1 3 6 7 6 3 1] / 27` for
+/// k = 3), over the cell's pixels and k - 1 beyond each side, in both
+/// directions. Against the plain k x k mean it removes most of what the
+/// reduced grid would alias: at step-edge corners, in an f64 model of the
+/// whole path, the error falls from 2.8 to 0.6 levels at sigma 3 with
+/// k = 2, and from 3.35 to 1.6 at sigma 6.2 with k = 3 (where the plain
+/// mean broke the 3-level bound), so the reduced copy is accurate from
+/// sigma 2.1 instead of 3.35. The integer weights sum to k^3.
+const SMOOTH_2: [u16; 4] = [1, 3, 3, 1];
+const SMOOTH_3: [u16; 7] = [1, 3, 6, 7, 6, 3, 1];
+
+/// The `SMOOTH_2` or `SMOOTH_3` weights of reduction `k`.
+fn smooth_weights(k: usize) -> &'static [u16] {
+    if k == 2 { &SMOOTH_2 } else { &SMOOTH_3 }
+}
+
+/// Pixels `start..start + weights.len()` under the nearest border rule,
+/// each with the sum of the weights that land on it (at most 7 entries).
+fn smooth_taps(start: isize, weights: &[u16], len: usize) -> ([(usize, u16); 7], usize) {
+    let mut taps = [(0usize, 0u16); 7];
+    let mut n = 0;
+    for (d, &w) in weights.iter().enumerate() {
+        let i = (start + d as isize).clamp(0, len as isize - 1) as usize;
+        if n > 0 && taps[n - 1].0 == i {
+            taps[n - 1].1 += w;
+        } else {
+            taps[n] = (i, w);
+            n += 1;
+        }
+    }
+    (taps, n)
+}
+
+/// `reduce_row` for k = 2 or 3 (`K`): the smooth prefilter down the
+/// `3K - 2` source rows of reduced row `j` into `acc` (u16, at most
+/// 27 x 255), then across.
+#[inline(always)]
+fn reduce_row_smooth<const K: usize>(src: &ImageRef, pad: usize, j: usize, acc: &mut [u16], low: &mut [i16]) {
+    let (w, h, c) = (src.width, src.height, src.channels);
+    let weights = smooth_weights(K);
+    let (taps, n) = smooth_taps((j as isize - pad as isize) * K as isize - (K as isize - 1), weights, h);
+    let len = acc.len();
+    let row = |t: usize| &src.row(taps[t].0)[..len];
+    if K == 2 && n == 4 {
+        // Inside the image: one pass over the four rows.
+        let (a, b, c, d) = (row(0), row(1), row(2), row(3));
+        for (i, v) in acc.iter_mut().enumerate() {
+            *v = a[i] as u16 + 3 * (b[i] as u16 + c[i] as u16) + d[i] as u16;
+        }
+    } else if K == 3 && n == 7 {
+        let (a, b, c, d, e, f, g) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6));
+        for (i, v) in acc.iter_mut().enumerate() {
+            let outer = a[i] as u16 + g[i] as u16;
+            let mid = b[i] as u16 + f[i] as u16;
+            let inner = c[i] as u16 + e[i] as u16;
+            *v = outer + 3 * mid + 6 * inner + 7 * d[i] as u16;
+        }
+    } else {
+        for (t, &(_, wt)) in taps[..n].iter().enumerate() {
+            let r = row(t);
+            if t == 0 {
+                acc.iter_mut().zip(r).for_each(|(a, &b)| *a = wt * b as u16);
+            } else {
+                acc.iter_mut().zip(r).for_each(|(a, &b)| *a += wt * b as u16);
+            }
+        }
+    }
+    match c {
+        1 => smooth_columns::<1, 1, K>(acc, low, pad, w),
+        3 => smooth_columns::<3, 3, K>(acc, low, pad, w),
+        _ => smooth_columns::<4, 3, K>(acc, low, pad, w),
+    }
+}
+
+/// The smooth prefilter across one row of column sums `acc` (`C` values
+/// per pixel) at every `K`-th pixel, into the reduced row `low` (its
+/// first `CO` channels per cell, Q6): cell `i` takes pixels
+/// `K (i - pad) - (K - 1) ..= K (i - pad) + 2K - 2`.
+#[inline(always)]
+fn smooth_columns<const C: usize, const CO: usize, const K: usize>(acc: &[u16], low: &mut [i16], pad: usize, w: usize) {
+    let cells = low.len() / CO;
+    let weights = smooth_weights(K);
+    let span = weights.len();
+    // 64 / K^6 turns a sum into Q6: exactly 1 for K = 2 (the sum is the Q6
+    // value itself, at most 16320, so u16 holds it), one f32 multiply for 3.
+    let scale = 64.0 / (K.pow(6)) as f32;
+    // Cells whose pixels are all inside the image: i - pad in 1..=(w + 1 - 2K) / K.
+    let first_inside = (pad + 1).min(cells);
+    let inside = ((w + 1).saturating_sub(2 * K) / K).min(cells - first_inside);
+    let run = &acc[C..];
+    let cells_inside = low[first_inside * CO..(first_inside + inside) * CO].chunks_exact_mut(CO);
+    if K == 2 {
+        for (m, cell) in cells_inside.enumerate() {
+            let px = &run[2 * m * C..2 * m * C + 4 * C];
+            for ch in 0..CO {
+                cell[ch] = (px[ch] + 3 * px[C + ch] + 3 * px[2 * C + ch] + px[3 * C + ch]) as i16;
+            }
+        }
+    } else {
+        for (m, cell) in cells_inside.enumerate() {
+            let px = &run[K * m * C..K * m * C + span * C];
+            for ch in 0..CO {
+                let sum: u32 = (0..span).map(|d| weights[d] as u32 * px[d * C + ch] as u32).sum();
+                cell[ch] = block_q6(sum, scale);
+            }
+        }
+    }
+    // The rest reach past an edge and repeat the edge pixels.
+    for i in (0..first_inside).chain(first_inside + inside..cells) {
+        let (taps, n) = smooth_taps((i as isize - pad as isize) * K as isize - (K as isize - 1), weights, w);
+        let mut sum = [0u32; CO];
+        for &(x, wt) in &taps[..n] {
+            for ch in 0..CO {
+                sum[ch] += wt as u32 * acc[x * C + ch] as u32;
+            }
+        }
+        for ch in 0..CO {
+            low[i * CO + ch] = block_q6(sum[ch], scale);
+        }
     }
 }
 
@@ -473,6 +613,8 @@ struct Widen {
     /// The fraction of each output value (per channel), in Q15.
     t: Vec<i16>,
     rep: Vec<i16>,
+    /// `rep` from a blurred reduced row, as one vector shuffle per 8 values.
+    gather: Option<fixed::Gather>,
 }
 
 impl Widen {
@@ -483,21 +625,33 @@ impl Widen {
         // exactly one cell apart on the padded grid (never clamped).
         assert!(k >= 2 && (0..width).all(|x| cell[x + k] == cell[x] + 1) && cell[width + k - 1] < geom.width);
         let t = (0..width).flat_map(|x| std::iter::repeat_n(reduced_position(x, k, pad, geom.width).2, c)).collect();
-        Self { k, channels: c, cells: geom.width, cell, t, rep: vec![0; (width + k) * c] }
+        let idx: Vec<usize> = cell.iter().flat_map(|&i| (0..c).map(move |ch| i * c + ch)).collect();
+        let gather = fixed::Gather::new(&idx, geom.row_len());
+        Self { k, channels: c, cells: geom.width, cell, t, rep: vec![0; (width + k) * c], gather }
     }
 
     /// Blurred reduced row `low` widened into `out` (full width, Q6).
     #[inline(always)]
     fn row<const C: usize>(&mut self, low: &[i16], out: &mut [i16]) {
         assert!(C == self.channels && low.len() >= self.cells * C && self.rep.len() == self.cell.len() * C);
+        if let Some(g) = &self.gather {
+            fixed::gather(g, low, &mut self.rep);
+        } else {
+            self.rep_scalar::<C>(low);
+        }
+        let n = out.len();
+        fixed::lerp_values(&self.rep[..n], &self.rep[self.k * C..self.k * C + n], &self.t, out);
+    }
+
+    /// `rep` one cell at a time, where `gather` does not apply.
+    #[inline(always)]
+    fn rep_scalar<const C: usize>(&mut self, low: &[i16]) {
         let (from, to) = (low.as_ptr(), self.rep.as_mut_ptr());
         for (x, &i) in self.cell.iter().enumerate() {
             // SAFETY: i < self.cells (checked in `new`), so i C + C <= low.len(),
             // and x C + C <= rep.len() (checked above).
             unsafe { core::ptr::copy_nonoverlapping(from.add(i * C), to.add(x * C), C) };
         }
-        let n = out.len();
-        fixed::lerp_values(&self.rep[..n], &self.rep[self.k * C..self.k * C + n], &self.t, out);
     }
 }
 
