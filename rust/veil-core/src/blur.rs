@@ -241,12 +241,14 @@ struct ReducedRows<'a, 'b> {
     k: usize,
     pad: usize,
     acc: Vec<u16>,
+    /// Scratch of `reduce_row` for k = 3.
+    sums: Vec<u32>,
 }
 
 impl RowSource for ReducedRows<'_, '_> {
     #[inline(always)]
     fn load(&mut self, j: usize, out: &mut [i16]) {
-        reduce_row(self.src, self.k, self.pad, j, &mut self.acc, out);
+        reduce_row(self.src, self.k, self.pad, j, &mut self.acc, &mut self.sums, out);
     }
 }
 
@@ -266,9 +268,9 @@ impl RowSource for PrecomputedRows<'_> {
 /// Reduced rows `j0..` (as many as `band` holds) into `band`.
 #[inline(always)]
 fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [i16]) {
-    let mut acc = vec![0u16; src.row_len()];
+    let (mut acc, mut sums) = (vec![0u16; src.row_len()], vec![0u32; src.row_len()]);
     for (jj, low) in band.chunks_exact_mut(low_len).enumerate() {
-        reduce_row(src, k, pad, j0 + jj, &mut acc, low);
+        reduce_row(src, k, pad, j0 + jj, &mut acc, &mut sums, low);
     }
 }
 dispatch!(fn reduce_band(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [i16]) => reduce_band_impl);
@@ -357,16 +359,16 @@ const MAX_REDUCTION: usize = 257;
 
 /// Reduced row `j` (k x k block means in Q6, on the grid with `pad` cells
 /// beyond each edge, whose blocks take the nearest edge pixels) into `low`.
-/// `acc` is a scratch row of the source's length.
+/// `acc` and `sums` are scratch rows of the source's length.
 #[inline(always)]
-fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [u16], low: &mut [i16]) {
+fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [u16], sums: &mut [u32], low: &mut [i16]) {
     let (w, h, c) = (src.width, src.height, src.channels);
     debug_assert!(k <= MAX_REDUCTION);
     // 64 / k^2, so that a block sum times it is the block mean in Q6: the
     // sums are exact integers below 2^24, the product one f32 rounding.
     match k {
-        2 => return reduce_row_smooth::<2>(src, pad, j, acc, low),
-        3 => return reduce_row_smooth::<3>(src, pad, j, acc, low),
+        2 => return reduce_row_smooth::<2>(src, pad, j, acc, low, sums),
+        3 => return reduce_row_smooth::<3>(src, pad, j, acc, low, sums),
         _ => {}
     }
     let scale = 64.0 / (k * k) as f32;
@@ -424,7 +426,7 @@ fn smooth_taps(start: isize, weights: &[u16], len: usize) -> ([(usize, u16); 7],
 /// `3K - 2` source rows of reduced row `j` into `acc` (u16, at most
 /// 27 x 255), then across.
 #[inline(always)]
-fn reduce_row_smooth<const K: usize>(src: &ImageRef, pad: usize, j: usize, acc: &mut [u16], low: &mut [i16]) {
+fn reduce_row_smooth<const K: usize>(src: &ImageRef, pad: usize, j: usize, acc: &mut [u16], low: &mut [i16], sums: &mut [u32]) {
     let (w, h, c) = (src.width, src.height, src.channels);
     let weights = smooth_weights(K);
     let (taps, n) = smooth_taps((j as isize - pad as isize) * K as isize - (K as isize - 1), weights, h);
@@ -455,9 +457,9 @@ fn reduce_row_smooth<const K: usize>(src: &ImageRef, pad: usize, j: usize, acc: 
         }
     }
     match c {
-        1 => smooth_columns::<1, 1, K>(acc, low, pad, w),
-        3 => smooth_columns::<3, 3, K>(acc, low, pad, w),
-        _ => smooth_columns::<4, 3, K>(acc, low, pad, w),
+        1 => smooth_columns::<1, 1, K>(acc, low, pad, w, sums),
+        3 => smooth_columns::<3, 3, K>(acc, low, pad, w, sums),
+        _ => smooth_columns::<4, 3, K>(acc, low, pad, w, sums),
     }
 }
 
@@ -466,7 +468,7 @@ fn reduce_row_smooth<const K: usize>(src: &ImageRef, pad: usize, j: usize, acc: 
 /// first `CO` channels per cell, Q6): cell `i` takes pixels
 /// `K (i - pad) - (K - 1) ..= K (i - pad) + 2K - 2`.
 #[inline(always)]
-fn smooth_columns<const C: usize, const CO: usize, const K: usize>(acc: &[u16], low: &mut [i16], pad: usize, w: usize) {
+fn smooth_columns<const C: usize, const CO: usize, const K: usize>(acc: &[u16], low: &mut [i16], pad: usize, w: usize, sums: &mut [u32]) {
     let cells = low.len() / CO;
     let weights = smooth_weights(K);
     let span = weights.len();
@@ -485,12 +487,20 @@ fn smooth_columns<const C: usize, const CO: usize, const K: usize>(acc: &[u16], 
                 cell[ch] = (px[ch] + 3 * px[C + ch] + 3 * px[2 * C + ch] + px[3 * C + ch]) as i16;
             }
         }
-    } else {
+    } else if inside > 0 {
+        // K = 3: the weighted sums at every pixel of the run first (whole
+        // vectors; a sum at every third pixel alone stays scalar), then
+        // every third one taken.
+        let values = (K * (inside - 1) + 1) * C;
+        let sums = &mut sums[..values];
+        for (v, out) in sums.iter_mut().enumerate() {
+            let px = &run[v..v + (span - 1) * C + 1];
+            let (outer, mid, inner) = (px[0] as u32 + px[6 * C] as u32, px[C] as u32 + px[5 * C] as u32, px[2 * C] as u32 + px[4 * C] as u32);
+            *out = outer + 3 * mid + 6 * inner + 7 * px[3 * C] as u32;
+        }
         for (m, cell) in cells_inside.enumerate() {
-            let px = &run[K * m * C..K * m * C + span * C];
             for ch in 0..CO {
-                let sum: u32 = (0..span).map(|d| weights[d] as u32 * px[d * C + ch] as u32).sum();
-                cell[ch] = block_q6(sum, scale);
+                cell[ch] = block_q6(sums[K * m * C + ch], scale);
             }
         }
     }
@@ -662,7 +672,7 @@ impl Widen {
 #[inline(always)]
 fn reduced_band_impl(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
     let row_len = src.row_len();
-    let mut load = ReducedRows { src, k, pad, acc: vec![0u16; row_len] };
+    let mut load = ReducedRows { src, k, pad, acc: vec![0u16; row_len], sums: vec![0u32; row_len] };
     reduced_band_from(src, kernel, k, pad, geom, y0, band, &mut load);
 }
 dispatch!(fn reduced_band(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
