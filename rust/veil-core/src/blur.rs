@@ -268,7 +268,7 @@ impl RowSource for PrecomputedRows<'_> {
 /// Reduced rows `j0..` (as many as `band` holds) into `band`.
 #[inline(always)]
 fn reduce_band_impl(src: &ImageRef, k: usize, pad: usize, low_len: usize, j0: usize, band: &mut [i16]) {
-    let (mut acc, mut sums) = (vec![0u16; src.row_len()], vec![0u32; src.row_len()]);
+    let (mut acc, mut sums) = (vec![0u16; src.row_len()], vec![0u32; sums_len(k, src.row_len())]);
     for (jj, low) in band.chunks_exact_mut(low_len).enumerate() {
         reduce_row(src, k, pad, j0 + jj, &mut acc, &mut sums, low);
     }
@@ -353,24 +353,31 @@ fn clamped_span(start: isize, k: usize, len: usize) -> impl Iterator<Item = (usi
     })
 }
 
+/// The length of `reduce_row`'s `sums` scratch for reduction `k` and
+/// source rows of `row_len` values: only the 3x prefilter uses it.
+fn sums_len(k: usize, row_len: usize) -> usize {
+    if k == 3 { row_len } else { 0 }
+}
+
 /// Largest reduction of the reduced path: `k` source rows of bytes are
 /// summed in u16 (k 255 < 2^16) and a block of `k^2` in u32.
 const MAX_REDUCTION: usize = 257;
 
 /// Reduced row `j` (k x k block means in Q6, on the grid with `pad` cells
 /// beyond each edge, whose blocks take the nearest edge pixels) into `low`.
-/// `acc` and `sums` are scratch rows of the source's length.
+/// `acc` is a scratch row of the source's length, and so is `sums` for
+/// k = 3 (`sums_len`).
 #[inline(always)]
 fn reduce_row(src: &ImageRef, k: usize, pad: usize, j: usize, acc: &mut [u16], sums: &mut [u32], low: &mut [i16]) {
     let (w, h, c) = (src.width, src.height, src.channels);
     debug_assert!(k <= MAX_REDUCTION);
-    // 64 / k^2, so that a block sum times it is the block mean in Q6: the
-    // sums are exact integers below 2^24, the product one f32 rounding.
     match k {
         2 => return reduce_row_smooth::<2>(src, pad, j, acc, low, sums),
         3 => return reduce_row_smooth::<3>(src, pad, j, acc, low, sums),
         _ => {}
     }
+    // 64 / k^2, so that a block sum times it is the block mean in Q6: the
+    // sums are exact integers below 2^24, the product one f32 rounding.
     let scale = 64.0 / (k * k) as f32;
     for (i, (y, n)) in clamped_span((j as isize - pad as isize) * k as isize, k, h).enumerate() {
         let row = src.row(y);
@@ -672,7 +679,7 @@ impl Widen {
 #[inline(always)]
 fn reduced_band_impl(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) {
     let row_len = src.row_len();
-    let mut load = ReducedRows { src, k, pad, acc: vec![0u16; row_len], sums: vec![0u32; row_len] };
+    let mut load = ReducedRows { src, k, pad, acc: vec![0u16; row_len], sums: vec![0u32; sums_len(k, row_len)] };
     reduced_band_from(src, kernel, k, pad, geom, y0, band, &mut load);
 }
 dispatch!(fn reduced_band(src: &ImageRef, kernel: &fixed::Kernel, k: usize, pad: usize, geom: Geometry, y0: usize, band: &mut [u8]) => reduced_band_impl);
